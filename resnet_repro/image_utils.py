@@ -1,0 +1,179 @@
+"""CIFAR preprocessing: the seed's per-image augmentation (its Fig. 1), deterministic, and its
+batched tensor form used by the training loop.
+
+Training augmentation: zero-pad 4 pixels on every side, crop a 32x32 window at an offset drawn
+uniformly from {0..8}^2, flip horizontally with probability 1/2. Always: per-image, per-channel
+standardization (mean over HxW, population std); a constant channel becomes zeros where the
+seed divided by zero.
+
+Two forms with the same meaning:
+
+* ``preprocess_image`` / ``parse_record``: one numpy image, random draws from a
+  ``numpy.random.Generator`` (reference implementation, used by evaluation tools and tests).
+* ``crop_flip`` / ``augment_batch`` / ``standardize``: a batch ``[N, 3, 32, 32]`` as a torch
+  tensor on any device, random draws from a ``torch.Generator`` on that device; no Python loop
+  over images.
+
+No function here reads the global RNG.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+PAD = 4
+SIZE = 32
+NUM_OFFSETS = 2 * PAD + 1
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected a numpy array [32, 32, 3], got {type(image).__name__}")
+    if image.shape != (SIZE, SIZE, 3):
+        raise ValueError(f"expected an image of shape [32, 32, 3], got shape {list(image.shape)}")
+    if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"expected a uint8 or float image, got dtype {image.dtype}")
+    if image.dtype != np.uint8 and not np.isfinite(image).all():
+        raise ValueError(f"image of dtype {image.dtype} holds NaN or inf values")
+
+
+def crop_flip_image(image: np.ndarray, offset: tuple[int, int], flip: bool) -> np.ndarray:
+    """The 32x32 window at ``offset`` (row, column) of the zero-padded ``[32, 32, 3]`` image,
+    mirrored left-right if ``flip``."""
+    row, col = offset
+    if not (0 <= row < NUM_OFFSETS and 0 <= col < NUM_OFFSETS):
+        raise ValueError(f"crop offset must lie in 0..{NUM_OFFSETS - 1}, got {offset}")
+    padded = np.pad(image, ((PAD, PAD), (PAD, PAD), (0, 0)), mode="constant")
+    window = padded[row : row + SIZE, col : col + SIZE, :]
+    return window[:, ::-1, :] if flip else window
+
+
+def standardize_image(image: np.ndarray) -> np.ndarray:
+    """Per-channel ``(x - mean) / std`` over HxW of a ``[32, 32, 3]`` image, as float32.
+
+    Statistics are computed in float64 on the centred values, so near-constant float channels
+    stay accurate; a channel whose population std is 0 becomes zeros.
+    """
+    x = image.astype(np.float64)
+    centred = x - x.mean(axis=(0, 1))
+    std = np.sqrt((centred**2).mean(axis=(0, 1)))
+    # A rounded mean leaves a constant float channel with a tiny non-zero std; test constancy
+    # exactly instead.
+    varies = (x.max(axis=(0, 1)) > x.min(axis=(0, 1))) & (std > 0)
+    return np.where(varies, centred / np.where(varies, std, 1.0), 0.0).astype(np.float32)
+
+
+def preprocess_image(image: np.ndarray, training: bool, rng: np.random.Generator) -> np.ndarray:
+    """Augment (if ``training``) and standardize one ``[32, 32, 3]`` image; float32 result.
+
+    Random draws, in this order: the offset ``rng.integers(0, 9, size=2)`` (row, column),
+    then the flip ``rng.random() < 0.5``. Nothing is drawn when ``training`` is False.
+    """
+    _check_image(image)
+    if training:
+        row, col = rng.integers(0, NUM_OFFSETS, size=2)
+        flip = bool(rng.random() < 0.5)
+        image = crop_flip_image(image, (int(row), int(col)), flip)
+    return standardize_image(image)
+
+
+def parse_record(record: np.ndarray, training: bool, rng: np.random.Generator) -> np.ndarray:
+    """A CIFAR row of 3072 values (R plane, G plane, B plane, each row-major 32x32) ->
+    preprocessed ``[3, 32, 32]`` float32."""
+    record = np.asarray(record)
+    if record.shape != (3 * SIZE * SIZE,):
+        raise ValueError(f"expected a CIFAR record of shape [3072], got shape {list(record.shape)}")
+    image = record.reshape(3, SIZE, SIZE).transpose(1, 2, 0)
+    return preprocess_image(image, training, rng).transpose(2, 0, 1)
+
+
+def _check_batch(images: Tensor) -> None:
+    if not isinstance(images, Tensor):
+        raise ValueError(f"expected a tensor [N, 3, 32, 32], got {type(images).__name__}")
+    if images.ndim != 4 or tuple(images.shape[1:]) != (3, SIZE, SIZE):
+        raise ValueError(
+            f"expected a batch of shape [N, 3, 32, 32], got shape {list(images.shape)}"
+        )
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise ValueError(f"expected a uint8 or float batch, got dtype {images.dtype}")
+    # uint8 (the training loop's case) needs no check, so the hot path never syncs a device.
+    if images.is_floating_point() and not torch.isfinite(images).all():
+        raise ValueError(f"batch of dtype {images.dtype} holds NaN or inf values")
+
+
+def crop_flip(images: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
+    """Batched ``crop_flip_image``: image i is cropped at ``offsets[i]`` (row, column into the
+    zero-padded image, each 0..8) and mirrored where ``flips[i]``. Keeps dtype and device."""
+    _check_batch(images)
+    n = images.shape[0]
+    if offsets.shape != (n, 2) or offsets.dtype.is_floating_point or offsets.dtype == torch.bool:
+        raise ValueError(
+            f"offsets must be an integer tensor [{n}, 2], got {offsets.dtype} {list(offsets.shape)}"
+        )
+    if flips.shape != (n,) or flips.dtype != torch.bool:
+        raise ValueError(
+            f"flips must be a bool tensor [{n}], got {flips.dtype} {list(flips.shape)}"
+        )
+    if n and (offsets.min() < 0 or offsets.max() >= NUM_OFFSETS):
+        raise ValueError(f"offsets must lie in 0..{NUM_OFFSETS - 1}")
+    return _crop_flip(images, offsets, flips)
+
+
+def _crop_flip(images: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
+    n = images.shape[0]
+    # Output pixel (y, x) reads source pixel (y + row - PAD, x' + col - PAD), x' = x or 31 - x;
+    # sources outside the image are the zero padding. One gather per axis, no padded copy.
+    device = images.device
+    pos = torch.arange(SIZE, device=device)
+    offsets = offsets.to(device=device, dtype=torch.long)
+    flips = flips.to(device)
+    src_rows = pos + (offsets[:, :1] - PAD)  # [N, 32]
+    cols = torch.where(flips[:, None], SIZE - 1 - pos, pos)
+    src_cols = cols + (offsets[:, 1:] - PAD)  # [N, 32]
+    row_ok = (src_rows >= 0) & (src_rows < SIZE)
+    col_ok = (src_cols >= 0) & (src_cols < SIZE)
+    rows_idx = src_rows.clamp(0, SIZE - 1)[:, None, :, None].expand(n, 3, SIZE, SIZE)
+    cols_idx = src_cols.clamp(0, SIZE - 1)[:, None, None, :].expand(n, 3, SIZE, SIZE)
+    out = images.gather(2, rows_idx).gather(3, cols_idx)
+    mask = (row_ok[:, :, None] & col_ok[:, None, :])[:, None]
+    return out * mask.to(out.dtype)
+
+
+def augment_batch(images: Tensor, generator: torch.Generator) -> Tensor:
+    """Random crop + flip of every image of the batch, parameters drawn from ``generator``
+    (which must live on the batch's device): offsets first, then flips."""
+    _check_batch(images)
+    if generator.device.type != images.device.type:
+        raise ValueError(
+            f"generator is on {generator.device}, images on {images.device}: they must match"
+        )
+    n = images.shape[0]
+    offsets = torch.randint(
+        0, NUM_OFFSETS, (n, 2), generator=generator, device=images.device, dtype=torch.long
+    )
+    flips = torch.rand(n, generator=generator, device=images.device) < 0.5
+    return _crop_flip(images, offsets, flips)
+
+
+def standardize(images: Tensor) -> Tensor:
+    """Per-image, per-channel standardization of a batch ``[N, 3, 32, 32]``, as float32.
+
+    A constant channel becomes zeros. uint8 input (the training loop's case) is computed in
+    float32, where its statistics are exact; float input in float64, so that tiny or
+    near-constant channels neither underflow nor lose their spread to rounding.
+    """
+    _check_batch(images)
+    if images.dtype == torch.uint8:
+        x = images.to(torch.float32)
+    else:
+        x = images.to(torch.float64)
+    centred = x - x.mean(dim=(2, 3), keepdim=True)
+    std = centred.square().mean(dim=(2, 3), keepdim=True).sqrt()
+    varies = std > 0
+    if images.dtype != torch.uint8:
+        # A rounded mean leaves a constant float channel with a tiny non-zero std.
+        flat = x.flatten(2)
+        varies &= (flat.amax(dim=2) > flat.amin(dim=2))[..., None, None]
+    return torch.where(varies, centred / torch.where(varies, std, 1.0), 0.0).to(torch.float32)

@@ -1,0 +1,154 @@
+"""Unit tests of resnet_repro.image_utils: known crops, errors, devices, no global RNG."""
+
+import numpy as np
+import pytest
+import torch
+
+from resnet_repro.image_utils import (
+    augment_batch,
+    crop_flip,
+    crop_flip_image,
+    parse_record,
+    preprocess_image,
+    standardize,
+)
+
+
+def ramp_image():
+    return np.arange(32 * 32 * 3, dtype=np.int64).reshape(32, 32, 3).astype(np.float32) + 1
+
+
+def test_centre_offset_without_flip_is_identity():
+    image = ramp_image()
+    assert np.array_equal(crop_flip_image(image, (4, 4), False), image)
+
+
+def test_corner_offset_shifts_and_pads_with_zeros():
+    image = ramp_image()
+    out = crop_flip_image(image, (0, 8), False)
+    assert np.all(out[:4] == 0) and np.all(out[:, 28:] == 0)
+    assert np.array_equal(out[4:, :28], image[:28, 4:])
+
+
+def test_flip_mirrors_columns():
+    image = ramp_image()
+    assert np.array_equal(crop_flip_image(image, (4, 4), True), image[:, ::-1])
+
+
+def test_constant_channel_gives_zeros_not_nan():
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    image[..., 1] = 7
+    image[0, 0, 2] = 1
+    out = preprocess_image(image, False, np.random.default_rng(0))
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.all(out[..., :2] == 0)
+    assert out[..., 2].std() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_parse_record_reads_planes_in_rgb_order():
+    record = np.concatenate([np.full(1024, 10), np.full(1024, 20), np.arange(1024) % 256])
+    out = parse_record(record.astype(np.uint8), False, np.random.default_rng(0))
+    assert out.shape == (3, 32, 32) and out.dtype == np.float32
+    assert np.all(out[:2] == 0) and out[2].std() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_eval_mode_draws_nothing():
+    rng = np.random.default_rng(5)
+    preprocess_image(np.zeros((32, 32, 3), np.uint8), False, rng)
+    assert rng.integers(1 << 30) == np.random.default_rng(5).integers(1 << 30)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((32, 32)), r"shape \[32, 32, 3\], got shape \[32, 32\]"),
+        (np.zeros((3, 32, 32)), r"got shape \[3, 32, 32\]"),
+        (np.zeros((32, 32, 3), dtype=np.int32), "got dtype int32"),
+        (np.full((32, 32, 3), np.nan), "NaN or inf"),
+        (np.full((32, 32, 3), np.inf, dtype=np.float32), "NaN or inf"),
+        ([[0.0]], "got list"),
+    ],
+)
+def test_preprocess_bad_input(image, message):
+    with pytest.raises(ValueError, match=message):
+        preprocess_image(image, True, np.random.default_rng(0))
+
+
+def test_parse_record_bad_shape():
+    with pytest.raises(ValueError, match=r"\[3072\], got shape \[3071\]"):
+        parse_record(np.zeros(3071, np.uint8), True, np.random.default_rng(0))
+
+
+def test_crop_flip_image_bad_offset():
+    with pytest.raises(ValueError, match=r"0\.\.8"):
+        crop_flip_image(ramp_image(), (9, 0), False)
+
+
+def batch(n=4):
+    return (
+        torch.arange(n * 3072, dtype=torch.int64).remainder(251).to(torch.uint8).view(n, 3, 32, 32)
+    )
+
+
+@pytest.mark.parametrize(
+    ("offsets", "flips", "message"),
+    [
+        (torch.zeros(4, 2, dtype=torch.long), torch.zeros(3, dtype=torch.bool), "flips must be"),
+        (torch.zeros(4, 2), torch.zeros(4, dtype=torch.bool), "integer tensor"),
+        (torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.bool), r"\[4, 2\]"),
+        (torch.full((4, 2), 9), torch.zeros(4, dtype=torch.bool), "0..8"),
+        (torch.full((4, 2), -1), torch.zeros(4, dtype=torch.bool), "0..8"),
+        (torch.zeros(4, 2, dtype=torch.long), torch.zeros(4), "bool tensor"),
+    ],
+)
+def test_crop_flip_bad_parameters(offsets, flips, message):
+    with pytest.raises(ValueError, match=message):
+        crop_flip(batch(), offsets, flips)
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (torch.zeros(4, 32, 32, 3), r"\[N, 3, 32, 32\], got shape \[4, 32, 32, 3\]"),
+        (torch.zeros(4, 3, 32, 32, dtype=torch.int32), "dtype torch.int32"),
+        (torch.full((1, 3, 32, 32), float("nan")), "NaN or inf"),
+        (np.zeros((1, 3, 32, 32)), "got ndarray"),
+    ],
+)
+def test_batched_bad_input(images, message):
+    with pytest.raises(ValueError, match=message):
+        standardize(images)
+    with pytest.raises(ValueError, match=message):
+        augment_batch(images, torch.Generator())
+
+
+def test_batched_functions_keep_dtype_and_do_not_touch_global_rng():
+    state = torch.random.get_rng_state()
+    images = batch()
+    out = augment_batch(images, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.uint8 and out.shape == images.shape
+    assert standardize(out).dtype == torch.float32
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_empty_batch():
+    empty = torch.zeros(0, 3, 32, 32, dtype=torch.uint8)
+    assert augment_batch(empty, torch.Generator()).shape == (0, 3, 32, 32)
+    assert standardize(empty).shape == (0, 3, 32, 32)
+
+
+def test_generator_on_other_device_is_refused():
+    images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8, device="meta")
+    with pytest.raises(ValueError, match="generator is on cpu, images on meta"):
+        augment_batch(images, torch.Generator())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu_for_same_parameters():
+    images = batch(16)
+    gen = torch.Generator().manual_seed(1)
+    offsets = torch.randint(0, 9, (16, 2), generator=gen)
+    flips = torch.rand(16, generator=gen) < 0.5
+    cpu = standardize(crop_flip(images, offsets, flips))
+    cuda = standardize(crop_flip(images.cuda(), offsets.cuda(), flips.cuda()))
+    torch.testing.assert_close(cuda.cpu(), cpu)

@@ -1,0 +1,181 @@
+"""Unit tests of resnet_repro.net: shapes, counts against the papers, layout, init, errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from resnet_repro.net import (
+    BatchNormReLU,
+    BottleneckBlock,
+    OutputLayer,
+    ResNet,
+    StackLayer,
+    StandardBlock,
+    count_parameters,
+    weighted_layers,
+)
+
+
+@pytest.mark.parametrize(
+    ("version", "size", "params"),
+    [(1, 3, 272_474), (1, 18, 1_730_714), (2, 18, 1_703_258)],
+)
+def test_parameter_count_matches_papers(version, size, params):
+    assert count_parameters(ResNet(version, size)) == params
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 8])
+@pytest.mark.parametrize("version", [1, 2])
+def test_weighted_layer_count_is_paper_depth(version, size):
+    depth = 6 * size + 2 if version == 1 else 9 * size + 2
+    assert weighted_layers(ResNet(version, size)) == depth
+
+
+@pytest.mark.parametrize("num_classes", [10, 100])
+@pytest.mark.parametrize("version", [1, 2])
+def test_logits_shape(version, num_classes):
+    net = ResNet(version, 1, num_classes=num_classes)
+    assert net(torch.zeros(5, 3, 32, 32)).shape == (5, num_classes)
+
+
+def test_first_num_filters_sets_widths():
+    v1 = ResNet(1, 1, first_num_filters=8)
+    assert [s[0].conv2.out_channels for s in v1.stacks] == [8, 16, 32]
+    v2 = ResNet(2, 1, first_num_filters=8)
+    assert [s[0].conv3.out_channels for s in v2.stacks] == [32, 64, 128]
+
+
+def strides(stack):
+    return [b.conv1.stride[0] if isinstance(b, StandardBlock) else b.conv2.stride[0] for b in stack]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_stride_two_only_in_first_block_of_stacks_2_and_3(version):
+    net = ResNet(version, 3)
+    assert [strides(s) for s in net.stacks] == [[1, 1, 1], [2, 1, 1], [2, 1, 1]]
+
+
+def test_v1_projections_only_where_shape_changes():
+    net = ResNet(1, 3)
+    has_proj = [[b.projection_shortcut is not None for b in s] for s in net.stacks]
+    assert has_proj == [[False] * 3, [True, False, False], [True, False, False]]
+    proj = net.stacks[1][0].projection_shortcut
+    assert isinstance(proj[0], nn.Conv2d) and proj[0].kernel_size == (1, 1)
+    assert proj[0].stride == (2, 2) and isinstance(proj[1], nn.BatchNorm2d)
+
+
+def test_v2_projection_in_every_first_block_on_preactivated_input():
+    net = ResNet(2, 2)
+    has_proj = [[b.projection_shortcut is not None for b in s] for s in net.stacks]
+    # Stack 1 widens 16 -> 64, so its first block needs a projection too.
+    assert has_proj == [[True, False]] * 3
+    block = net.stacks[0][0]
+    x = torch.randn(2, 16, 32, 32)
+    block.eval()
+    preact = block.bn_relu1(x)
+    main = block.conv3(block.bn_relu3(block.conv2(block.bn_relu2(block.conv1(preact)))))
+    torch.testing.assert_close(block(x), main + block.projection_shortcut(preact))
+
+
+def test_v2_has_final_bn_relu_and_v1_does_not():
+    assert isinstance(ResNet(2, 1).output_layer.bn_relu, BatchNormReLU)
+    assert ResNet(1, 1).output_layer.bn_relu is None
+    assert isinstance(ResNet(1, 1).start_bn_relu, BatchNormReLU)
+    assert ResNet(2, 1).start_bn_relu is None
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_convolutions_have_no_bias_fc_has_one(version):
+    net = ResNet(version, 2)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(c.bias is None for c in convs)
+    assert net.output_layer.fc.bias is not None
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.997])
+def test_bn_momentum_uses_pytorch_convention(momentum):
+    net = ResNet(1, 1, bn_momentum=momentum)
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(b.momentum == momentum for b in bns)
+    bn = net.start_bn_relu.bn
+    x = torch.randn(64, 16, 4, 4) * 3 + 2
+    bn.train()
+    bn(x)
+    batch_mean = x.mean(dim=(0, 2, 3))
+    # PyTorch: running = (1 - momentum) * running + momentum * batch, running starts at 0.
+    torch.testing.assert_close(bn.running_mean, momentum * batch_mean)
+
+
+def test_he_init_statistics():
+    net = ResNet(1, 18)
+    weights = torch.cat([m.weight.flatten() for m in net.modules() if isinstance(m, nn.Conv2d)
+                         and m.out_channels == 64 and m.kernel_size == (3, 3)])  # fmt: skip
+    expected_std = (2.0 / (64 * 9)) ** 0.5  # fan_out = out_channels * kernel area
+    assert abs(weights.mean().item()) < 0.05 * expected_std
+    assert weights.std().item() == pytest.approx(expected_std, rel=0.02)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+    fc = net.output_layer.fc
+    assert fc.weight.abs().max() <= 1 / 64**0.5
+
+
+def test_init_is_seeded_and_leaves_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a = ResNet(2, 1, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    b = ResNet(2, 1, generator=torch.Generator().manual_seed(3))
+    c = ResNet(2, 1, generator=torch.Generator().manual_seed(4))
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert not torch.equal(a.start_layer.weight, c.start_layer.weight)
+    assert torch.equal(ResNet(1, 1).start_layer.weight, ResNet(1, 1).start_layer.weight)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"version": 3, "resnet_size": 1}, "version must be 1 or 2, got 3"),
+        ({"version": 1, "resnet_size": 0}, "resnet_size must be an integer >= 1, got 0"),
+        ({"version": 2, "resnet_size": 1.5}, "resnet_size must be an integer >= 1, got 1.5"),
+        ({"version": 1, "resnet_size": 1, "num_classes": 0}, "num_classes must be"),
+        ({"version": 1, "resnet_size": 1, "bn_momentum": 1.5}, "bn_momentum must be in"),
+    ],
+)
+def test_bad_arguments_raise_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ResNet(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (torch.zeros(2, 3, 28, 28), r"\[N, 3, 32, 32\], got shape \[2, 3, 28, 28\]"),
+        (torch.zeros(3, 32, 32), r"got shape \[3, 32, 32\]"),
+        (torch.zeros(2, 1, 32, 32), r"got shape \[2, 1, 32, 32\]"),
+        (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "got dtype torch.uint8"),
+    ],
+)
+def test_bad_input_raises_value_error(x, message):
+    with pytest.raises(ValueError, match=message):
+        ResNet(1, 1)(x)
+
+
+def test_building_blocks_shapes():
+    assert StandardBlock(16, 32, stride=2)(torch.zeros(2, 16, 8, 8)).shape == (2, 32, 4, 4)
+    assert BottleneckBlock(64, 128, stride=2)(torch.zeros(2, 64, 8, 8)).shape == (2, 128, 4, 4)
+    stack = StackLayer(StandardBlock, 16, 16, 3, stride=1)
+    assert len(stack) == 3 and stack(torch.zeros(2, 16, 8, 8)).shape == (2, 16, 8, 8)
+    out = OutputLayer(64, 10, pre_activation=True)
+    assert out(torch.zeros(2, 64, 8, 8)).shape == (2, 10)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        BottleneckBlock(16, 30)
+
+
+def test_self_check_prints_table():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "resnet_repro.net"], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert "1,730,714" in out and "1,703,258" in out
