@@ -1,8 +1,12 @@
-"""Shared test setup: hypothesis profiles (chosen by HYPOTHESIS_PROFILE) and fixtures."""
+"""Shared test setup: hypothesis profiles (chosen by HYPOTHESIS_PROFILE) and data fixtures."""
 
 import os
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from resnet_repro.data import write_fake_cifar10
 
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile(
@@ -15,3 +19,22 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=500, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(scope="session")
+def fake_archive(tmp_path_factory) -> Path:
+    """A small fake CIFAR-10 archive: 5 x 40 training and 40 test images."""
+    path = tmp_path_factory.mktemp("fake") / "cifar-10-python.tar.gz"
+    return write_fake_cifar10(path, train_per_batch=40, test_size=40, seed=0)
+
+
+@pytest.fixture(scope="session")
+def real_archive() -> Path:
+    """The real-image archive named by RESNET_REPRO_CIFAR_ARCHIVE; skips without it."""
+    value = os.environ.get("RESNET_REPRO_CIFAR_ARCHIVE")
+    if not value:
+        pytest.skip("RESNET_REPRO_CIFAR_ARCHIVE is not set: no real CIFAR images here")
+    path = Path(value)
+    if not path.is_file():
+        pytest.fail(f"RESNET_REPRO_CIFAR_ARCHIVE={value} does not name a file")
+    return path

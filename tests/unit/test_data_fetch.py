@@ -1,0 +1,241 @@
+"""fetch_cifar10: downloads from a local HTTP server, local copies, safe extraction."""
+
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+import warnings
+from pathlib import Path
+
+import pytest
+
+from resnet_repro.cli import main
+from resnet_repro.data import (
+    BATCH_DIR,
+    DataError,
+    fake_batches,
+    fetch_cifar10,
+    md5_of,
+    write_tar_gz,
+)
+
+
+class Server:
+    """Serves one blob on 127.0.0.1 with Range support; `cut_first` cuts the first transfer
+    halfway, `status` forces an error code."""
+
+    def __init__(self, blob: bytes):
+        self.blob, self.cut_first, self.status, self.requests = blob, False, 200, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append(dict(self.headers))
+                if server.status != 200:
+                    self.send_error(server.status)
+                    return
+                start = 0
+                if rng := self.headers.get("Range"):
+                    start = int(rng.removeprefix("bytes=").rstrip("-"))
+                body = server.blob[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cut_first:
+                    server.cut_first = False
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cifar-10-python.tar.gz"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def server(fake_archive):
+    s = Server(fake_archive.read_bytes())
+    yield s
+    s.httpd.shutdown()
+
+
+def fetch(dest, **kwargs):
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("backoff", 0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fetch_cifar10(dest, **kwargs)
+
+
+def nothing_final(dest: Path) -> bool:
+    return not (dest / "cifar-10-python.tar.gz").exists() and not (dest / BATCH_DIR).exists()
+
+
+def test_full_download(server, fake_archive, tmp_path):
+    batches = fetch(tmp_path, url=server.url, md5=md5_of(fake_archive))
+    assert batches == tmp_path / BATCH_DIR
+    with tarfile.open(fake_archive) as tar:
+        for m in tar.getmembers():
+            assert (tmp_path / m.name).read_bytes() == tar.extractfile(m).read()
+    assert md5_of(tmp_path / "cifar-10-python.tar.gz") == md5_of(fake_archive)
+
+
+def test_cut_transfer_resumes_with_range(server, fake_archive, tmp_path):
+    server.cut_first = True
+    fetch(tmp_path, url=server.url, md5=md5_of(fake_archive))
+    assert len(server.requests) == 2
+    half = len(server.blob) // 2
+    assert server.requests[1]["Range"] == f"bytes={half}-"
+    assert md5_of(tmp_path / "cifar-10-python.tar.gz") == md5_of(fake_archive)
+
+
+def test_wrong_bytes_fail_md5_and_leave_no_file(server, fake_archive, tmp_path):
+    server.blob = server.blob[:-10] + b"0123456789"
+    with pytest.raises(DataError, match=r"md5 is .* expected"):
+        fetch(tmp_path, url=server.url, md5=md5_of(fake_archive))
+    assert nothing_final(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_404_is_a_clear_error_without_retries(server, tmp_path):
+    server.status = 404
+    with pytest.raises(DataError, match="HTTP 404"):
+        fetch(tmp_path, url=server.url, md5="0" * 32)
+    assert len(server.requests) == 1
+    assert nothing_final(tmp_path)
+
+
+def test_server_errors_are_retried_then_reported(server, tmp_path):
+    server.status = 503
+    with pytest.raises(DataError, match="after 3 attempts"):
+        fetch(tmp_path, url=server.url, md5="0" * 32, retries=2)
+    assert len(server.requests) == 3
+
+
+def test_local_archive_and_file_url(fake_archive, tmp_path):
+    md5 = md5_of(fake_archive)
+    fetch(tmp_path / "a", archive=fake_archive, md5=md5)
+    fetch(tmp_path / "b", url=fake_archive.as_uri(), md5=md5)
+    for d in ("a", "b"):
+        assert (tmp_path / d / BATCH_DIR / "test_batch").is_file()
+
+
+def test_non_official_md5_warns(fake_archive, tmp_path):
+    with pytest.warns(UserWarning, match="not the official archive"):
+        fetch_cifar10(tmp_path, archive=fake_archive, md5=md5_of(fake_archive), progress=False)
+
+
+def test_official_md5_is_the_default_and_refuses_other_archives(fake_archive, tmp_path):
+    with pytest.raises(DataError, match="expected c58f30108f718f92721af3b95e74349a"):
+        fetch_cifar10(tmp_path, archive=fake_archive, progress=False)
+    assert nothing_final(tmp_path)
+
+
+def test_second_call_does_nothing_and_says_so(fake_archive, tmp_path, caplog):
+    md5 = md5_of(fake_archive)
+    fetch(tmp_path, archive=fake_archive, md5=md5)
+    stamp = (tmp_path / BATCH_DIR / "data_batch_1").stat().st_mtime_ns
+    caplog.set_level("INFO")
+    fetch(tmp_path, archive=fake_archive, md5=md5)
+    assert "nothing to do" in caplog.text
+    assert (tmp_path / BATCH_DIR / "data_batch_1").stat().st_mtime_ns == stamp
+
+
+def test_truncated_archive(fake_archive, tmp_path):
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(fake_archive.read_bytes()[:-2000])
+    with pytest.raises(DataError, match="md5"):
+        fetch(tmp_path / "d", archive=truncated, md5=md5_of(fake_archive))
+    # Even named with its own md5, a truncated archive fails to extract, leaving no batches.
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        fetch(tmp_path / "e", archive=truncated, md5=md5_of(truncated))
+    assert not (tmp_path / "e" / BATCH_DIR).exists()
+
+
+def evil_archive(tmp_path: Path, extra: dict | None = None, link: str | None = None) -> Path:
+    members = fake_batches(train_per_batch=2, test_size=2, seed=0)
+    members.update(extra or {})
+    path = write_tar_gz(tmp_path / "evil.tar.gz", members)
+    if link:
+        with tarfile.open(path, "r:gz") as tar:
+            infos = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+        with tarfile.open(path, "w:gz") as tar:
+            for m, data in infos:
+                tar.addfile(m, io.BytesIO(data))
+            info = tarfile.TarInfo(link)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"extra": {"../evil": b"x"}}, "outside the extraction folder"),
+        ({"extra": {f"{BATCH_DIR}/../../evil": b"x"}}, "outside the extraction folder"),
+        ({"extra": {"/tmp/evil": b"x"}}, "outside the extraction folder"),
+        ({"extra": {f"{BATCH_DIR}/extra_file": b"x"}}, "unexpected member"),
+        ({"link": f"{BATCH_DIR}/readme.html"}, "not a regular file"),
+    ],
+)
+def test_unsafe_members_are_refused(tmp_path, kwargs, message):
+    archive = evil_archive(tmp_path, **kwargs)
+    dest = tmp_path / "dest"
+    with pytest.raises(DataError, match=message):
+        fetch(dest, archive=archive, md5=md5_of(archive))
+    assert not (dest / BATCH_DIR).exists()
+    assert not (tmp_path / "evil").exists()
+    assert [p.name for p in dest.iterdir()] == ["evil.tar.gz"]
+
+
+def test_missing_member_is_refused(tmp_path):
+    members = fake_batches(train_per_batch=2, test_size=2, seed=0)
+    del members[f"{BATCH_DIR}/data_batch_3"]
+    archive = write_tar_gz(tmp_path / "a.tar.gz", members)
+    with pytest.raises(DataError, match="missing members data_batch_3"):
+        fetch(tmp_path / "d", archive=archive, md5=md5_of(archive))
+    assert not (tmp_path / "d" / BATCH_DIR).exists()
+
+
+def test_refetch_replaces_stale_extraction(tmp_path):
+    first = write_tar_gz(
+        tmp_path / "1.tar.gz", fake_batches(train_per_batch=2, test_size=2, seed=1)
+    )
+    second = write_tar_gz(
+        tmp_path / "2.tar.gz", fake_batches(train_per_batch=2, test_size=2, seed=2)
+    )
+    dest = tmp_path / "d"
+    fetch(dest, archive=first, md5=md5_of(first))
+    fetch(dest, archive=second, md5=md5_of(second))
+    with tarfile.open(second) as tar:
+        expected = tar.extractfile(f"{BATCH_DIR}/test_batch").read()
+    assert (
+        hashlib.md5((dest / BATCH_DIR / "test_batch").read_bytes()).digest()
+        == hashlib.md5(expected).digest()
+    )
+
+
+def test_cli_fetch(fake_archive, tmp_path, capsys):
+    md5 = md5_of(fake_archive)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(
+            ["fetch", "--dest", str(tmp_path), "--archive", str(fake_archive), "--md5", md5]
+        )
+    assert code == 0
+    assert f"CIFAR-10 ready at {tmp_path / BATCH_DIR}" in capsys.readouterr().out
+    assert main(["fetch", "--dest", str(tmp_path / "x"), "--archive", str(fake_archive)]) == 1
+    assert "expected c58f30108f718f92721af3b95e74349a" in capsys.readouterr().err
+
+
+def test_real_archive_fetches_with_its_own_md5(real_archive, tmp_path):
+    batches = fetch(tmp_path, archive=real_archive, md5="9eaacb75f1c66c7a3cbe2f330569ef44")
+    assert sorted(p.name for p in batches.iterdir()) == sorted(
+        [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta", "readme.html"]
+    )

@@ -1,0 +1,215 @@
+"""load_cifar10 and friends: restricted unpickling, validation, cache, split, fake archive."""
+
+import pickle
+import pickletools
+import tarfile
+import time
+
+import numpy as np
+import pytest
+
+from resnet_repro.data import (
+    BATCH_DIR,
+    DataError,
+    _check_official_counts,
+    dump_py2_pickle,
+    fake_batches,
+    load_batch,
+    load_cifar10,
+    md5_of,
+    train_valid_split,
+    write_fake_cifar10,
+    write_tar_gz,
+)
+
+
+def archive_with(tmp_path, name: str, batch_bytes: bytes):
+    members = fake_batches(train_per_batch=4, test_size=4, seed=0)
+    members[f"{BATCH_DIR}/{name}"] = batch_bytes
+    return write_tar_gz(tmp_path / "a.tar.gz", members)
+
+
+def batch(data, labels):
+    return dump_py2_pickle({"batch_label": "b", "labels": labels, "data": data, "filenames": []})
+
+
+def test_fake_archive_loads_with_expected_shapes(fake_archive):
+    x_train, y_train, x_test, y_test = load_cifar10(fake_archive)
+    assert x_train.shape == (200, 3072) and x_train.dtype == np.uint8
+    assert y_train.shape == (200,) and y_train.dtype == np.int64
+    assert x_test.shape == (40, 3072) and y_test.shape == (40,)
+    assert np.bincount(y_train).tolist() == [20] * 10
+
+
+def test_same_arguments_same_bytes(tmp_path):
+    a = write_fake_cifar10(tmp_path / "a.tar.gz", train_per_batch=7, test_size=3, seed=5)
+    b = write_fake_cifar10(tmp_path / "b.tar.gz", train_per_batch=7, test_size=3, seed=5)
+    c = write_fake_cifar10(tmp_path / "c.tar.gz", train_per_batch=7, test_size=3, seed=6)
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+
+
+def opcodes(data: bytes) -> list[str]:
+    """Opcode names, with runs of small ints/strings collapsed and int widths unified."""
+    names = []
+    for op, _, _ in pickletools.genops(data):
+        name = "INT" if op.name.startswith("BININT") else op.name
+        if not (names and name == names[-1] and name in ("INT", "SHORT_BINSTRING")):
+            names.append(name)
+    return names
+
+
+# The layout of an official CIFAR-10 batch (and of the shared real-image subset).
+OFFICIAL_LAYOUT = (
+    "PROTO EMPTY_DICT MARK SHORT_BINSTRING EMPTY_LIST MARK INT APPENDS SHORT_BINSTRING GLOBAL "
+    "GLOBAL INT TUPLE1 SHORT_BINSTRING TUPLE3 REDUCE MARK INT MARK INT TUPLE GLOBAL "
+    "SHORT_BINSTRING NEWFALSE NEWTRUE TUPLE3 REDUCE MARK INT SHORT_BINSTRING NONE NONE NONE INT "
+    "TUPLE BUILD NEWFALSE BINSTRING TUPLE BUILD SHORT_BINSTRING EMPTY_LIST MARK SHORT_BINSTRING "
+    "APPENDS SETITEMS STOP"
+).split()
+
+
+def test_fake_batch_has_the_official_byte_layout():
+    raw = fake_batches(train_per_batch=3, test_size=2, seed=0)[f"{BATCH_DIR}/data_batch_1"]
+    assert opcodes(raw) == OFFICIAL_LAYOUT
+    assert b"cnumpy.core.multiarray\n_reconstruct\n" in raw and b"U\x0bbatch_label" in raw
+
+
+def test_real_archive_batches_have_the_same_layout(real_archive):
+    with tarfile.open(real_archive) as tar:
+        raw = tar.extractfile(f"{BATCH_DIR}/data_batch_1").read()
+    assert opcodes(raw) == OFFICIAL_LAYOUT
+
+
+@pytest.mark.parametrize("encoding", ["bytes", "latin1"])
+def test_fake_batch_loads_with_both_encodings(encoding):
+    raw = fake_batches(train_per_batch=3, test_size=2, seed=0)[f"{BATCH_DIR}/data_batch_1"]
+    batch_ = load_batch(raw, name="b", encoding=encoding)
+    assert sorted(batch_) == ["batch_label", "data", "filenames", "labels"]
+    plain = pickle.loads(raw, encoding=encoding)
+    key = b"data" if encoding == "bytes" else "data"
+    assert np.array_equal(batch_["data"], plain[key])
+
+
+@pytest.mark.parametrize("encoding", ["bytes", "latin1"])
+def test_real_archive_loads_with_both_encodings(real_archive, encoding):
+    with tarfile.open(real_archive) as tar:
+        raw = tar.extractfile(f"{BATCH_DIR}/data_batch_1").read()
+    batch_ = load_batch(raw, name="b", encoding=encoding)
+    assert batch_["data"].shape == (2000, 3072) and len(batch_["labels"]) == 2000
+
+
+def test_real_archive_counts_per_class(real_archive, tmp_path):
+    x_train, y_train, x_test, y_test = load_cifar10(real_archive, cache_dir=tmp_path)
+    assert x_train.shape == (10_000, 3072) and x_test.shape == (2_000, 3072)
+    assert np.bincount(y_train, minlength=10).tolist() == [1000] * 10
+    assert np.bincount(y_test, minlength=10).tolist() == [200] * 10
+
+
+def test_python3_pickles_load_too(tmp_path):
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    raw = pickle.dumps({b"data": data, b"labels": [1, 2]}, protocol=2)  # uses _codecs.encode
+    assert np.array_equal(load_batch(raw, name="b")["data"], data)
+
+
+def test_malicious_pickle_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    raw = f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()
+    archive = archive_with(tmp_path, "data_batch_2", raw)
+    with pytest.raises(DataError, match=r"data_batch_2.*global os.system is not allowed"):
+        load_cifar10(archive)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("data_batch_1", batch(np.zeros((4, 100), np.uint8), [0] * 4), "3072 columns, got shape"),
+        (
+            "data_batch_4",
+            batch(np.zeros((4, 3072), np.uint8), [0, 1, 10, 2]),
+            "label 10 at index 2",
+        ),
+        ("test_batch", batch(np.zeros((0, 3072), np.uint8), []), "test_batch: the batch is empty"),
+        ("data_batch_2", batch(np.zeros((4, 3072), np.int64), [0] * 4), "uint8 array"),
+        ("data_batch_3", batch(np.zeros((4, 3072), np.uint8), [0] * 3), "4 images but labels"),
+        ("data_batch_5", dump_py2_pickle({"labels": [0]}), "no 'data' entry"),
+        ("data_batch_5", dump_py2_pickle([1, 2]), "expected a dict"),
+        ("data_batch_1", b"\x80\x02}(U\x04data", "cannot be read as a CIFAR batch"),
+    ],
+)
+def test_bad_batches(tmp_path, name, raw, message):
+    with pytest.raises(DataError, match=message) as info:
+        load_cifar10(archive_with(tmp_path, name, raw))
+    assert name in str(info.value)
+
+
+def test_missing_batch(tmp_path):
+    members = fake_batches(train_per_batch=2, test_size=2, seed=0)
+    del members[f"{BATCH_DIR}/test_batch"]
+    with pytest.raises(DataError, match="missing CIFAR-10 files test_batch"):
+        load_cifar10(write_tar_gz(tmp_path / "a.tar.gz", members))
+
+
+def test_missing_source_and_truncated_archive(fake_archive, tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_cifar10(tmp_path / "nowhere")
+    truncated = tmp_path / "t.tar.gz"
+    truncated.write_bytes(fake_archive.read_bytes()[:3000])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_cifar10(truncated)
+
+
+def test_official_counts_are_checked():
+    y_train = np.repeat(np.arange(10), 5000)
+    y_train[0] = 1
+    arrays = (np.zeros((50_000, 1)), y_train, np.zeros((10_000, 1)), np.repeat(np.arange(10), 1000))
+    with pytest.raises(DataError, match="train images per class are"):
+        _check_official_counts("x", arrays)
+    with pytest.raises(DataError, match="49999 train images, the official archive has 50000"):
+        _check_official_counts("x", (arrays[0][1:], arrays[1][1:], *arrays[2:]))
+
+
+def test_folder_sources_load_like_the_archive(fake_archive, tmp_path):
+    with tarfile.open(fake_archive) as tar:
+        tar.extractall(tmp_path, filter="data")
+    expected = load_cifar10(fake_archive)
+    for source in (tmp_path, tmp_path / BATCH_DIR):
+        for a, b in zip(load_cifar10(source), expected, strict=True):
+            assert np.array_equal(a, b)
+
+
+def test_cache_is_used_and_rebuilt_when_the_source_changes(tmp_path):
+    archive = write_fake_cifar10(tmp_path / "a.tar.gz", train_per_batch=10, test_size=10, seed=1)
+    cache = tmp_path / "cache"
+    first = load_cifar10(archive, cache_dir=cache)
+    meta = (cache / "meta.json").read_text()
+    assert md5_of(archive) in meta
+    cached = load_cifar10(archive, cache_dir=cache)
+    assert isinstance(cached[0], np.memmap)
+    assert all(np.array_equal(a, b) for a, b in zip(first, cached, strict=True))
+    time.sleep(0.01)
+    write_fake_cifar10(archive, train_per_batch=10, test_size=10, seed=2)
+    rebuilt = load_cifar10(archive, cache_dir=cache)
+    assert not np.array_equal(rebuilt[0], first[0])
+    assert md5_of(archive) in (cache / "meta.json").read_text()
+
+
+def test_seed_split():
+    x, y = np.arange(50_000), np.arange(50_000) % 10
+    x_tr, _, x_va, _ = train_valid_split(x, y)
+    assert len(x_tr) == 45_000 and len(x_va) == 5_000 and x_va[0] == 45_000
+    x_tr, _, x_va, _ = train_valid_split(x[:100], y[:100], valid_fraction=0.1)
+    assert len(x_tr) == 90 and len(x_va) == 10
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "split_index 45000 leaves no training or no validation data among 100"),
+        ({"valid_fraction": 1.0}, r"valid_fraction must be in \(0, 1\)"),
+        ({"split_index": 0}, "split_index 0"),
+    ],
+)
+def test_bad_splits(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train_valid_split(np.zeros(100), np.zeros(100), **kwargs)
