@@ -639,22 +639,18 @@ def write_tar_gz(path: str | os.PathLike, members: dict[str, bytes]) -> Path:
 
 
 def fake_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 CIFAR rows whose class shows in colour and stripe orientation, under noise and
-    random shifts, so that a small network learns them well above chance but not perfectly."""
+    """uint8 CIFAR rows whose class is the period (5 choices) and direction (across or down)
+    of stripes, under random colours, phases and noise: features that survive the per-image
+    standardization, crops and flips, so a small network learns them well above chance."""
     n = len(labels)
-    templates = np.random.default_rng(7).uniform(60, 196, size=(NUM_CLASSES, 3))
-    yy, xx = np.mgrid[0:32, 0:32]
-    angles = np.pi * np.arange(NUM_CLASSES) / NUM_CLASSES
-    shift = rng.integers(0, 8, size=(n, 1, 1))
-    phase = (
-        xx[None] * np.cos(angles[labels])[:, None, None]
-        + yy[None] * np.sin(angles[labels])[:, None, None]
-        + shift
-    )
-    stripes = 40.0 * np.sin(2 * np.pi * phase / 8)
-    images = (
-        templates[labels][:, :, None, None] + stripes[:, None] + rng.normal(0, 30, (n, 3, 32, 32))
-    )
+    period = np.array([4.0, 6.0, 8.0, 11.0, 16.0])[labels % 5][:, None, None]
+    yy, xx = np.mgrid[0:32, 0:32].astype(np.float64)
+    coord = np.where((labels // 5 == 0)[:, None, None], xx[None], yy[None])
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
+    stripes = np.sin(2 * np.pi * coord / period + phase)  # [n, 32, 32]
+    background = rng.uniform(60, 196, size=(n, 3, 1, 1))
+    gain = rng.uniform(20, 60, size=(n, 3, 1, 1))
+    images = background + gain * stripes[:, None] + rng.normal(0, 30, (n, 3, 32, 32))
     return np.clip(images, 0, 255).astype(np.uint8).reshape(n, RECORD_SIZE)
 
 

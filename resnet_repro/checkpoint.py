@@ -1,0 +1,46 @@
+"""Checkpoint files: written atomically, read without ever running code.
+
+A checkpoint is a dict of tensors and plain Python values (model, optimizer and scheduler
+state, epoch, global step, generator states, config, package version). ``save_checkpoint``
+writes it to a temporary file in the same folder, fsyncs it and moves it into place with
+``os.replace``, so a crash or a full disk leaves the previous file intact. ``load_checkpoint``
+uses ``torch.load(weights_only=True)``, which refuses anything but tensors and plain values.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be read or does not fit the run; the message names the file."""
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, ...: all mean "not a checkpoint"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from e
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise CheckpointError(f"{path}: not a resnet_repro checkpoint (no model or config)")
+    return state

@@ -1,0 +1,133 @@
+"""Evaluation of a run's checkpoints and prediction on image files.
+
+``evaluate_run`` restores each requested ``model-{epoch}.ckpt`` of a run directory, prints the
+seed's lines (``Restored model parameters from …`` / ``Test accuracy: 0.8986``) and writes
+``eval-{split}.json`` beside the checkpoints. ``predict`` classifies image files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from resnet_repro.checkpoint import CheckpointError, load_checkpoint
+from resnet_repro.config import TrainConfig
+from resnet_repro.data import LABEL_NAMES
+from resnet_repro.image_utils import standardize
+from resnet_repro.net import ResNet
+from resnet_repro.train import evaluate_model, load_splits, resolve_device
+
+SPLITS = ("valid", "test", "train")
+
+
+def parse_checkpoints(spec: str) -> list[int]:
+    """``"160:200:10"`` -> [160, 170, 180, 190, 200] (inclusive); ``"50,100"`` -> [50, 100]."""
+    try:
+        if ":" in spec:
+            start, stop, step = (int(v) for v in spec.split(":"))
+            if step < 1:
+                raise ValueError
+            return list(range(start, stop + 1, step))
+        return [int(v) for v in spec.split(",")]
+    except ValueError as e:
+        raise ValueError(
+            f"checkpoints {spec!r}: expected START:STOP:STEP (e.g. 160:200:10) or a list (50,100)"
+        ) from e
+
+
+def model_from_checkpoint(path: Path, device: torch.device) -> tuple[ResNet, TrainConfig]:
+    state = load_checkpoint(path)
+    config = TrainConfig.from_dict(state["config"])
+    model = ResNet(
+        config.version,
+        config.resnet_size,
+        num_classes=config.num_classes,
+        first_num_filters=config.first_num_filters,
+        bn_momentum=config.bn_momentum,
+    )
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the recorded architecture ({e})") from e
+    return model.to(device), config
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    epochs: list[int],
+    *,
+    split: str = "valid",
+    data: str | None = None,
+    device: str = "auto",
+    echo: bool = True,
+) -> dict[str, Any]:
+    """Accuracy of each ``model-{epoch}.ckpt`` on ``split``; written to ``eval-{split}.json``."""
+    run = Path(run_dir)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    paths = [run / f"model-{e}.ckpt" for e in epochs]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise CheckpointError(f"{run}: no checkpoint {', '.join(missing)}")
+    config = TrainConfig.load(run / "config.yaml")
+    if data is not None:
+        config.data = data
+    dev = resolve_device(device)
+    splits = load_splits(config)
+    x_np, y_np = {
+        "valid": (splits.x_valid, splits.y_valid),
+        "test": (splits.x_test, splits.y_test),
+        "train": (splits.x_train, splits.y_train),
+    }[split]
+    x = torch.as_tensor(np.asarray(x_np)).view(-1, 3, 32, 32).to(dev)
+    y = torch.as_tensor(np.asarray(y_np)).to(dev)
+    results = {}
+    if echo:
+        print("### Test or Validation ###")
+    for epoch, path in zip(epochs, paths, strict=True):
+        model, ckpt_config = model_from_checkpoint(path, dev)
+        loss, accuracy = evaluate_model(model, x, y, ckpt_config)
+        results[str(epoch)] = {"checkpoint": path.name, "accuracy": accuracy, "loss": loss}
+        if echo:
+            print(f"Restored model parameters from {path}")
+            print(f"Test accuracy: {accuracy:.4f}")
+    report = {"split": split, "images": len(y), "data_md5": splits.source_md5, "results": results}
+    (run / f"eval-{split}.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as uint8 ``[32, 32, 3]`` RGB (resized when it is not 32x32)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+            if rgb.size != (32, 32):
+                rgb = rgb.resize((32, 32), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as e:
+        raise ValueError(f"{path}: cannot read as an image ({e})") from e
+
+
+@torch.no_grad()
+def predict(
+    checkpoint: str | os.PathLike, images: list[str | os.PathLike], *, device: str = "auto"
+) -> list[list[tuple[str, float]]]:
+    """Class names and probabilities, most likely first, for each image file."""
+    dev = resolve_device(device)
+    model, _ = model_from_checkpoint(Path(checkpoint), dev)
+    model.eval()
+    batch = np.stack([load_image(p) for p in images]).transpose(0, 3, 1, 2)
+    probs = torch.softmax(model(standardize(torch.as_tensor(batch).to(dev))), dim=1).cpu()
+    names = LABEL_NAMES if probs.shape[1] == len(LABEL_NAMES) else None
+    out = []
+    for row in probs:
+        order = torch.argsort(row, descending=True).tolist()
+        out.append([(names[i] if names else str(i), float(row[i])) for i in order])
+    return out

@@ -1,0 +1,470 @@
+"""The training engine: seeded, resumable, recipe-driven training of one run.
+
+A run directory holds ``config.yaml`` (the resolved ``TrainConfig``), ``provenance.json``
+(package, git commit, torch/CUDA versions, device, data md5, config hash), ``history.jsonl``
+(one line per epoch), ``model-{epoch}.ckpt`` every ``checkpoint_every`` epochs and
+``last.ckpt`` after every epoch.
+
+Design choices:
+
+* The data set lives on the device as uint8; each step gathers a batch, augments it with
+  ``augment_batch`` and standardizes it there. No per-image Python, no worker processes.
+* One ``seed`` decides everything random, through three generators derived from it: model
+  init, data order (CPU) and augmentation (on the device). The global RNG is never used, and
+  every generator state goes into the checkpoint, so a resumed run continues the same streams.
+* The loss is checked for NaN/inf on the device every step and read back once per epoch, so
+  the loop never waits on the device mid-epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from resnet_repro import __version__
+from resnet_repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from resnet_repro.config import ConfigError, TrainConfig
+from resnet_repro.data import BATCH_DIR, DataError, load_cifar10, train_valid_split
+from resnet_repro.image_utils import augment_batch, standardize
+from resnet_repro.net import ResNet
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURE_FIELDS = ("version", "resnet_size", "num_classes", "first_num_filters")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
+
+
+@dataclass
+class Splits:
+    """uint8 images ``[N, 3072]`` and int64 labels of each split, and the source's md5."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source_md5: str
+
+
+def load_splits(config: TrainConfig) -> Splits:
+    """Load the data the config names and split off validation (seed: first 45k train)."""
+    source = Path(config.data)
+    cache = config.cache_dir or None
+    if cache is None and source.is_dir():
+        root = source if (source / BATCH_DIR).is_dir() else source.parent
+        cache = root / "npy-cache"
+    x, y, x_test, y_test = load_cifar10(source, cache_dir=cache)
+    if config.valid_fraction > 0:
+        split = train_valid_split(x, y, None, valid_fraction=config.valid_fraction)
+    else:
+        if config.split_index >= len(x):
+            raise ConfigError(
+                f"split_index {config.split_index} leaves no validation data among {len(x)} "
+                f"training images of {source}; set valid_fraction (e.g. 0.1) for a small data set"
+            )
+        split = train_valid_split(x, y, config.split_index)
+    meta = json.loads((Path(cache) / "meta.json").read_text()) if cache else {}
+    md5 = meta.get("source_md5") or _md5_of_arrays(x, x_test)
+    return Splits(*split, np.asarray(x_test), np.asarray(y_test), md5)
+
+
+def _md5_of_arrays(*arrays: np.ndarray) -> str:
+    digest = hashlib.md5()
+    for a in arrays:
+        digest.update(np.ascontiguousarray(a).data)
+    return digest.hexdigest()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"device {name!r} is not a valid torch device") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """An independent 63-bit seed per named random stream of a run."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{stream}".encode()).digest()[:8], "little") >> 1
+
+
+def lr_factor(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Multiplier on ``config.lr`` for the optimizer step ``step`` (0-based)."""
+    if config.schedule == "constant":
+        return 1.0
+    if config.schedule == "multistep":
+        if step < config.warmup_iters:
+            return config.warmup_lr / config.lr
+        return config.lr_decay ** sum(step >= m for m in config.milestones)
+    progress = step / max(total_steps, 1)
+    if config.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    # onecycle: linear ramp 0.1 -> 1 over the first 20% of steps, then linear decay to 0.
+    if progress < 0.2:
+        return 0.1 + 0.9 * progress / 0.2
+    return max(0.0, (1.0 - progress) / 0.8)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches plus the remainder, except a remainder of one image (BN cannot train on a
+    batch of one)."""
+    full, rest = divmod(n_train, batch_size)
+    return full + (rest >= 2)
+
+
+def total_steps(config: TrainConfig, n_train: int) -> int:
+    steps = config.epochs * steps_per_epoch(n_train, config.batch_size)
+    return min(steps, config.max_iters) if config.max_iters else steps
+
+
+def provenance(config: TrainConfig, device: torch.device, data_md5: str) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "package_version": __version__,
+        "git_commit": commit,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "data_md5": data_md5,
+        "config_hash": config.config_hash(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def set_deterministic(device: torch.device) -> None:
+    """Deterministic kernels on CUDA. What still varies: results differ across GPU models,
+    driver/CUDA/cuDNN and torch versions, and between CPU and GPU."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+class Trainer:
+    """Trains one run described by ``config`` into ``out_dir``."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: str | os.PathLike,
+        *,
+        splits: Splits | None = None,
+        progress: bool | None = None,
+        echo: bool = True,
+    ) -> None:
+        self.config = config.validate()
+        self.out_dir = Path(out_dir)
+        self.device = resolve_device(config.device)
+        self.progress = progress
+        self.echo = echo
+        self.splits = splits if splits is not None else load_splits(config)
+        self._check_data()
+        if config.deterministic:
+            set_deterministic(self.device)
+
+        gen = torch.Generator().manual_seed(stream_seed(config.seed, "init"))
+        self.model = ResNet(
+            config.version,
+            config.resnet_size,
+            num_classes=config.num_classes,
+            first_num_filters=config.first_num_filters,
+            bn_momentum=config.bn_momentum,
+            generator=gen,
+        ).to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.order_gen = torch.Generator().manual_seed(stream_seed(config.seed, "order"))
+        self.augment_gen = torch.Generator(device=self.device).manual_seed(
+            stream_seed(config.seed, "augment")
+        )
+        self.optimizer = self._make_optimizer()
+        self.n_train = len(self.splits.y_train)
+        self.total_steps = total_steps(config, self.n_train)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(config, step, self.total_steps)
+        )
+        self.epoch = 0
+        self.global_step = 0
+        self.x_train = self._to_device(self.splits.x_train)
+        self.y_train = torch.as_tensor(self.splits.y_train, device=self.device)
+        self.x_valid = self._to_device(self.splits.x_valid)
+        self.y_valid = torch.as_tensor(self.splits.y_valid, device=self.device)
+
+    def _check_data(self) -> None:
+        s, c = self.splits, self.config
+        if len(s.y_train) == 0:
+            raise DataError("the training set is empty")
+        if c.batch_size > len(s.y_train):
+            raise ConfigError(
+                f"batch_size {c.batch_size} is larger than the training set ({len(s.y_train)} "
+                "images)"
+            )
+        for name, y in (("train", s.y_train), ("valid", s.y_valid), ("test", s.y_test)):
+            if len(y) and (y.min() < 0 or y.max() >= c.num_classes):
+                raise DataError(
+                    f"{name} labels span {y.min()}..{y.max()}, outside 0..{c.num_classes - 1}"
+                )
+
+    def _to_device(self, x: np.ndarray) -> Tensor:
+        return torch.as_tensor(np.asarray(x)).view(-1, 3, 32, 32).to(self.device)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "adam":
+            return torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.SGD(
+            self.model.parameters(),
+            lr=c.lr,
+            momentum=c.momentum,
+            weight_decay=c.weight_decay,
+            nesterov=c.nesterov,
+        )
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "rng": {
+                "order": self.order_gen.get_state(),
+                "augment": self.augment_gen.get_state().cpu(),
+            },
+            "config": self.config.to_dict(),
+            "package_version": __version__,
+        }
+
+    def restore(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        check_architecture(state, self.config, path)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.order_gen.set_state(state["rng"]["order"])
+            self.augment_gen.set_state(state["rng"]["augment"].to(self.augment_gen.device))
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"{path}: does not fit this run ({e})") from e
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, *, resume: bool = False) -> list[dict[str, Any]]:
+        """Train to ``config.epochs`` (or ``max_iters``); returns the history."""
+        out = self.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        last = out / "last.ckpt"
+        history_path = out / "history.jsonl"
+        if resume and last.exists():
+            self.restore(last)
+            history = [h for h in read_history(history_path) if h["epoch"] <= self.epoch]
+            self._say(f"Resuming {out} from epoch {self.epoch} (step {self.global_step}).")
+        elif last.exists() or any(out.glob("model-*.ckpt")):
+            raise ConfigError(
+                f"{out} already holds checkpoints; pass --resume to continue it or choose "
+                "another output folder"
+            )
+        else:
+            history = []
+        write_history(history_path, history)
+        self.config.save(out / "config.yaml")
+        (out / "provenance.json").write_text(
+            json.dumps(provenance(self.config, self.device, self.splits.source_md5), indent=2)
+        )
+        self._say("### Training... ###")
+        per_epoch = steps_per_epoch(self.n_train, self.config.batch_size)
+        while self.epoch < self.config.epochs and self.global_step < self.total_steps:
+            epoch = self.epoch + 1
+            steps = min(per_epoch, self.total_steps - self.global_step)
+            start = time.perf_counter()
+            train_loss, train_acc, images = self._train_epoch(epoch, steps)
+            valid_loss, valid_acc = self.evaluate(self.x_valid, self.y_valid)
+            seconds = time.perf_counter() - start
+            self.epoch = epoch
+            record = {
+                "epoch": epoch,
+                "step": self.global_step,
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "valid_loss": valid_loss,
+                "valid_acc": valid_acc,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": seconds,
+                "images_per_s": images / seconds,
+            }
+            history.append(record)
+            # History first: a crash between the two leaves an extra line, which a resume drops.
+            append_history(history_path, record)
+            save_checkpoint(last, self.state())
+            self._say(f"Epoch {epoch} Loss {train_loss:.6f} Duration {seconds:.3f} seconds.")
+            finished = self.epoch >= self.config.epochs or self.global_step >= self.total_steps
+            if epoch % self.config.checkpoint_every == 0 or finished:
+                save_checkpoint(out / f"model-{epoch}.ckpt", self.state())
+                self._say("Checkpoint has been created.")
+        return history
+
+    def _train_epoch(self, epoch: int, steps: int) -> tuple[float, float, int]:
+        self.model.train()
+        bs = self.config.batch_size
+        order = torch.randperm(self.n_train, generator=self.order_gen).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        step = torch.full((), self.global_step, device=self.device, dtype=torch.long)
+        bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
+        seen = 0
+        bar = tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=self.progress_off())
+        for b in range(steps):
+            idx = order[b * bs : (b + 1) * bs]
+            x = standardize(augment_batch(self.x_train[idx], self.augment_gen))
+            y = self.y_train[idx]
+            if self.config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, self.config.precision):
+                logits = self.forward(x)
+            loss = self.loss_fn(logits.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            self.global_step += 1
+            loss = loss.detach()
+            step += 1
+            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step, bad_step)
+            loss_sum += loss * len(idx)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(idx)
+            bar.update()
+        bar.close()
+        if int(bad_step) >= 0:
+            raise TrainingError(
+                f"loss became NaN/inf at epoch {epoch}, step {int(bad_step)}; the last good "
+                f"checkpoint is {self.out_dir / 'last.ckpt'} (epoch {self.epoch})"
+            )
+        return float(loss_sum) / seen, float(correct) / seen, seen
+
+    def progress_off(self) -> bool | None:
+        # None lets tqdm decide: quiet when stderr is not a TTY.
+        return None if self.progress is None else not self.progress
+
+    def evaluate(self, x: Tensor, y: Tensor) -> tuple[float, float]:
+        return evaluate_model(self.forward, x, y, self.config)
+
+    def _say(self, line: str) -> None:
+        if self.echo:
+            print(line, flush=True)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate_model(
+    forward: nn.Module, x: Tensor, y: Tensor, config: TrainConfig
+) -> tuple[float, float]:
+    """Mean loss and accuracy of ``forward`` (a model, compiled or not) in eval mode over
+    uint8 images ``x`` on the device, standardized but not augmented."""
+    forward.eval()
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, len(y), config.eval_batch_size):
+        xb = standardize(x[start : start + config.eval_batch_size])
+        if config.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = y[start : start + config.eval_batch_size]
+        with autocast(x.device, config.precision):
+            logits = forward(xb).float()
+        loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum")
+        correct += (logits.argmax(1) == yb).sum()
+    return float(loss_sum) / len(y), float(correct) / len(y)
+
+
+def check_architecture(state: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    saved = state["config"]
+    diff = [
+        f"{k} {saved.get(k)!r} (checkpoint) vs {getattr(config, k)!r} (run)"
+        for k in ARCHITECTURE_FIELDS
+        if saved.get(k) != getattr(config, k)
+    ]
+    if diff:
+        raise CheckpointError(f"{path}: checkpoint of another architecture: {'; '.join(diff)}")
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
+    os.replace(tmp, path)
+
+
+def append_history(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def train(
+    config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False, **kwargs: Any
+) -> list[dict[str, Any]]:
+    """Build a ``Trainer`` and run it; the library's one-call entry point."""
+    if resume:
+        last = Path(out_dir) / "last.ckpt"
+        if last.exists():  # fail on a foreign checkpoint before loading any data
+            check_architecture(load_checkpoint(last), config, last)
+    return Trainer(config, out_dir, **kwargs).run(resume=resume)
