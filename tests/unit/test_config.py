@@ -1,0 +1,107 @@
+"""TrainConfig, recipes, YAML/JSON files and command-line overrides."""
+
+import json
+
+import pytest
+
+from resnet_repro.cli import build_parser, config_from_args
+from resnet_repro.config import RECIPES, ConfigError, TrainConfig, make_config
+
+
+def test_seed_recipe_holds_the_seed_setup():
+    c = make_config("seed", version=1, resnet_size=18)
+    assert (c.optimizer, c.lr, c.weight_decay, c.batch_size, c.epochs) == (
+        "adam",
+        1e-3,
+        0.0,
+        128,
+        200,
+    )
+    assert c.bn_momentum == 0.997 and c.schedule == "constant"
+    assert (c.split_index, c.valid_fraction, c.checkpoint_every) == (45_000, 0.0, 10)
+
+
+def test_paper_recipe_holds_he_et_al_2015():
+    c = make_config("paper", version=1, resnet_size=3)
+    assert (c.optimizer, c.momentum, c.weight_decay, c.batch_size, c.lr) == (
+        "sgd",
+        0.9,
+        1e-4,
+        128,
+        0.1,
+    )
+    assert c.milestones == [32_000, 48_000] and c.lr_decay == 0.1 and c.max_iters == 64_000
+    assert c.split_index == 45_000 and c.bn_momentum == 0.1
+    assert c.warmup_iters == 0  # ResNet-20 does not warm up
+    deep = make_config("paper", version=1, resnet_size=18)  # ResNet-110
+    assert deep.warmup_iters == 400 and deep.warmup_lr == 0.01
+    assert make_config("paper", version=2, resnet_size=18).warmup_iters == 400  # depth 164
+    assert make_config("paper", version=1, resnet_size=18, warmup_iters=0).warmup_iters == 0
+
+
+def test_fast_recipe_uses_the_fast_path():
+    c = make_config("fast")
+    assert c.nesterov and c.schedule == "onecycle" and c.label_smoothing == 0.1
+    assert (c.precision, c.channels_last, c.compile) == ("bf16", True, True)
+
+
+def test_every_recipe_validates():
+    for name in RECIPES:
+        make_config(name)
+
+
+def test_yaml_and_json_round_trip(tmp_path):
+    c = make_config("seed", version=2, resnet_size=8, seed=3)
+    c.save(tmp_path / "c.yaml")
+    assert TrainConfig.load(tmp_path / "c.yaml") == c
+    (tmp_path / "c.json").write_text(json.dumps(c.to_dict()))
+    assert TrainConfig.load(tmp_path / "c.json") == c
+    assert c.config_hash() == TrainConfig.load(tmp_path / "c.json").config_hash()
+    assert c.config_hash() != make_config("seed", version=2, resnet_size=8, seed=4).config_hash()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"batch_size": "128"}, "batch_size must be int, got str '128'"),
+        ({"epochs": 2.5}, "epochs must be int, got float 2.5"),
+        ({"nesterov": 1}, "nesterov must be bool, got int 1"),
+        ({"lr": True}, "lr must be float, got bool True"),
+        ({"milestones": [1, "2"]}, r"milestones\[\] must be int"),
+        ({"version": 3}, r"version must be one of \(1, 2\)"),
+        ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"colour": "red"}, "unknown config fields: colour"),
+    ],
+)
+def test_bad_fields(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config("paper", **overrides)
+
+
+def test_bad_file(tmp_path):
+    (tmp_path / "c.yaml").write_text("batch_size: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: batch_size must be int"):
+        TrainConfig.load(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        TrainConfig.load(tmp_path / "d.yaml")
+
+
+def test_unknown_recipe():
+    with pytest.raises(ConfigError, match="unknown recipe 'best'"):
+        make_config("best")
+
+
+def parse(*argv):
+    return config_from_args(build_parser().parse_args(["train", "--out", "x", *argv]))
+
+
+def test_command_line_overrides_recipe_and_file(tmp_path):
+    c = parse("--recipe", "seed", "--version", "2", "--resnet-size", "8", "--no-nesterov",
+              "--milestones", "5", "9", "--lr", "0.01")  # fmt: skip
+    assert (c.recipe, c.version, c.resnet_size, c.lr, c.optimizer) == ("seed", 2, 8, 0.01, "adam")
+    assert c.milestones == [5, 9] and c.nesterov is False
+    c.save(tmp_path / "c.yaml")
+    again = parse("--config", str(tmp_path / "c.yaml"), "--epochs", "7")
+    assert again.epochs == 7 and again.lr == 0.01 and again.version == 2

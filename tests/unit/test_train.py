@@ -1,0 +1,257 @@
+"""The training engine: determinism, resume after SIGKILL, atomic checkpoints, faults."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from resnet_repro import checkpoint as checkpoint_module
+from resnet_repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from resnet_repro.config import ConfigError, make_config
+from resnet_repro.data import DataError, write_fake_cifar10
+from resnet_repro.evaluate import evaluate_run
+from resnet_repro.train import Splits, Trainer, TrainingError, load_splits, lr_factor, train
+
+
+def tiny_config(data, **overrides):
+    values = dict(version=1, resnet_size=1, epochs=2, batch_size=32, data=str(data), lr=0.05,
+                  valid_fraction=0.2, device="cpu", checkpoint_every=1, milestones=[10_000])  # fmt: skip
+    values.update(overrides)
+    return make_config("paper", **values)
+
+
+def weights_hash(path):
+    state = load_checkpoint(path)["model"]
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode() + state[name].numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_same_config_twice_gives_identical_weights(fake_archive, tmp_path):
+    config = tiny_config(fake_archive)
+    train(config, tmp_path / "a", echo=False)
+    train(config, tmp_path / "b", echo=False)
+    assert weights_hash(tmp_path / "a/last.ckpt") == weights_hash(tmp_path / "b/last.ckpt")
+    train(tiny_config(fake_archive, seed=1), tmp_path / "c", echo=False)
+    assert weights_hash(tmp_path / "a/last.ckpt") != weights_hash(tmp_path / "c/last.ckpt")
+
+
+def test_global_rng_is_not_used(fake_archive, tmp_path):
+    config = tiny_config(fake_archive, epochs=1)
+    torch.manual_seed(0)
+    train(config, tmp_path / "a", echo=False)
+    torch.manual_seed(123)
+    train(config, tmp_path / "b", echo=False)
+    assert weights_hash(tmp_path / "a/last.ckpt") == weights_hash(tmp_path / "b/last.ckpt")
+
+
+def test_run_directory_contents_and_seed_lines(fake_archive, tmp_path, capsys):
+    history = train(tiny_config(fake_archive, epochs=3, checkpoint_every=2), tmp_path)
+    out = capsys.readouterr().out
+    assert "### Training... ###" in out and "Checkpoint has been created." in out
+    assert [line.split()[:2] for line in out.splitlines() if line.startswith("Epoch")] == [
+        ["Epoch", "1"], ["Epoch", "2"], ["Epoch", "3"]]  # fmt: skip
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["config.yaml", "history.jsonl", "last.ckpt", "model-2.ckpt", "model-3.ckpt",
+                     "provenance.json"]  # fmt: skip
+    lines = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert lines == history and [h["epoch"] for h in lines] == [1, 2, 3]
+    assert set(lines[0]) >= {"train_loss", "train_acc", "valid_loss", "valid_acc", "lr",
+                             "seconds", "images_per_s"}  # fmt: skip
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert prov["torch"] == torch.__version__ and len(prov["data_md5"]) == 32
+    assert (
+        prov["config_hash"] == tiny_config(fake_archive, epochs=3, checkpoint_every=2).config_hash()
+    )
+    state = load_checkpoint(tmp_path / "model-2.ckpt")
+    assert state["epoch"] == 2 and state["global_step"] == 10
+    assert set(state["rng"]) == {"order", "augment"} and "optimizer" in state
+
+
+def test_tiny_run_learns_clearly_above_chance(tmp_path):
+    archive = write_fake_cifar10(tmp_path / "f.tar.gz", train_per_batch=200, test_size=200, seed=0)
+    history = train(tiny_config(archive, epochs=4), tmp_path / "run", echo=False)
+    assert history[-1]["valid_acc"] > 0.5  # chance is 0.1
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_evaluate_reproduces_the_training_loop_accuracy(fake_archive, tmp_path, capsys):
+    history = train(tiny_config(fake_archive, epochs=2), tmp_path, echo=False)
+    report = evaluate_run(tmp_path, [1, 2], split="valid")
+    out = capsys.readouterr().out
+    assert f"Restored model parameters from {tmp_path / 'model-2.ckpt'}" in out
+    assert f"Test accuracy: {history[1]['valid_acc']:.4f}" in out
+    for h in history:
+        assert report["results"][str(h["epoch"])]["accuracy"] == h["valid_acc"]
+    test = evaluate_run(tmp_path, [2], split="test", echo=False)
+    assert test["images"] == 40
+    assert json.loads((tmp_path / "eval-test.json").read_text()) == test
+
+
+def run_cli(args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "resnet_repro", "train", *args], **kwargs)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
+    archive = write_fake_cifar10(tmp_path / "f.tar.gz", train_per_batch=100, test_size=20, seed=0)
+    args = ["--version", "1", "--resnet-size", "1", "--epochs", "5", "--batch-size", "32",
+            "--data", str(archive), "--valid-fraction", "0.2", "--device", "cpu",
+            "--checkpoint-every", "1", "--lr", "0.05", "--milestones", "40"]  # fmt: skip
+    subprocess.run([sys.executable, "-m", "resnet_repro", "train", *args, "--out",
+                    str(tmp_path / "whole")], check=True, capture_output=True)  # fmt: skip
+    killed = tmp_path / "killed"
+    proc = run_cli(
+        [*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while not (killed / "model-2.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    epoch = load_checkpoint(killed / "last.ckpt")["epoch"]
+    assert 2 <= epoch < 5, "the run must be killed part-way"
+    subprocess.run([sys.executable, "-m", "resnet_repro", "train", *args, "--out", str(killed),
+                    "--resume"], check=True, capture_output=True)  # fmt: skip
+    assert weights_hash(killed / "last.ckpt") == weights_hash(tmp_path / "whole/last.ckpt")
+    epochs = [json.loads(x)["epoch"] for x in (killed / "history.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4, 5]
+
+
+def test_resume_in_process_matches_uninterrupted(fake_archive, tmp_path):
+    train(tiny_config(fake_archive, epochs=3), tmp_path / "whole", echo=False)
+    train(tiny_config(fake_archive, epochs=1), tmp_path / "part", echo=False)
+    train(tiny_config(fake_archive, epochs=3), tmp_path / "part", resume=True, echo=False)
+    assert weights_hash(tmp_path / "part/last.ckpt") == weights_hash(tmp_path / "whole/last.ckpt")
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    save_checkpoint(path, {"model": {"w": torch.ones(3)}, "config": {}})
+    before = path.read_bytes()
+
+    def half_write(obj, f):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", half_write)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "config": {}})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good(fake_archive, tmp_path):
+    trainer = Trainer(tiny_config(fake_archive, epochs=3), tmp_path, echo=False)
+    real_loss, calls = trainer.loss_fn, []
+
+    def poisoned(logits, y):
+        calls.append(1)
+        loss = real_loss(logits, y)
+        return loss * float("nan") if len(calls) == 7 else loss  # step 7 = epoch 2, step 2
+
+    trainer.loss_fn = poisoned
+    with pytest.raises(TrainingError, match=r"NaN/inf at epoch 2, step 7.*last.ckpt \(epoch 1\)"):
+        trainer.run()
+    assert load_checkpoint(tmp_path / "last.ckpt")["epoch"] == 1
+    assert not (tmp_path / "model-2.ckpt").exists()
+
+
+def splits_from(fake_archive, **changes):
+    config = tiny_config(fake_archive)
+    s = load_splits(config)
+    for k, v in changes.items():
+        setattr(s, k, v)
+    return config, s
+
+
+def test_labels_out_of_range(fake_archive, tmp_path):
+    config, s = splits_from(fake_archive)
+    s.y_train = s.y_train.copy()
+    s.y_train[3] = 10
+    with pytest.raises(DataError, match=r"train labels span 0..10, outside 0..9"):
+        Trainer(config, tmp_path, splits=s)
+
+
+def test_empty_data_set(fake_archive, tmp_path):
+    config, s = splits_from(fake_archive, x_train=np.zeros((0, 3072), np.uint8),
+                            y_train=np.zeros(0, np.int64))  # fmt: skip
+    with pytest.raises(DataError, match="training set is empty"):
+        Trainer(config, tmp_path, splits=s)
+
+
+def test_batch_larger_than_data(fake_archive, tmp_path):
+    with pytest.raises(ConfigError, match=r"batch_size 4096 is larger than the training set \(160"):
+        Trainer(tiny_config(fake_archive, batch_size=4096), tmp_path)
+    assert not tmp_path.joinpath("last.ckpt").exists()
+
+
+def test_existing_run_is_not_overwritten(fake_archive, tmp_path):
+    train(tiny_config(fake_archive, epochs=1), tmp_path, echo=False)
+    with pytest.raises(ConfigError, match="already holds checkpoints; pass --resume"):
+        train(tiny_config(fake_archive, epochs=1), tmp_path, echo=False)
+
+
+def test_checkpoint_of_another_architecture(fake_archive, tmp_path):
+    train(tiny_config(fake_archive, epochs=1), tmp_path, echo=False)
+    with pytest.raises(
+        CheckpointError, match=r"another architecture: version 1 \(checkpoint\) vs 2"
+    ):
+        train(tiny_config(fake_archive, version=2, epochs=2), tmp_path, resume=True, echo=False)
+
+
+def test_corrupt_checkpoint_names_the_file(fake_archive, tmp_path):
+    train(tiny_config(fake_archive, epochs=1), tmp_path, echo=False)
+    last = tmp_path / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"last.ckpt: not a readable checkpoint"):
+        train(tiny_config(fake_archive, epochs=2), tmp_path, resume=True, echo=False)
+
+
+def test_checkpoint_loading_never_runs_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"model": Evil(), "config": {}}, tmp_path / "evil.ckpt")
+    with pytest.raises(CheckpointError, match="evil.ckpt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "evil.ckpt")
+    assert not marker.exists()
+
+
+def test_paper_schedule_warmup_and_milestones():
+    c = make_config("paper", resnet_size=18)
+    assert lr_factor(c, 0, 64_000) * c.lr == pytest.approx(0.01)
+    assert lr_factor(c, 399, 64_000) * c.lr == pytest.approx(0.01)
+    assert lr_factor(c, 400, 64_000) * c.lr == pytest.approx(0.1)
+    assert lr_factor(c, 32_000, 64_000) * c.lr == pytest.approx(0.01)
+    assert lr_factor(c, 48_000, 64_000) * c.lr == pytest.approx(0.001)
+
+
+def test_max_iters_stops_mid_epoch(fake_archive, tmp_path):
+    history = train(tiny_config(fake_archive, epochs=5, max_iters=7), tmp_path, echo=False)
+    assert [h["step"] for h in history] == [5, 7]
+    assert (tmp_path / "model-2.ckpt").exists()
+
+
+def test_real_subset_short_run_accuracy(real_archive, tmp_path):
+    """Golden-style check on real images: v1 n=1, paper recipe, 3 epochs on 9,000 images of
+    the shared subset. Measured 0.4x on this code (see the engine note); bound set below the
+    spread."""
+    config = make_config("paper", version=1, resnet_size=1, epochs=3, data=str(real_archive),
+                         valid_fraction=0.1, device="cpu", milestones=[10_000])  # fmt: skip
+    history = train(config, tmp_path, echo=False)
+    assert history[-1]["valid_acc"] >= REAL_SUBSET_MIN_ACCURACY
+
+
+REAL_SUBSET_MIN_ACCURACY = 0.30
