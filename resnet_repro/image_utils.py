@@ -123,22 +123,16 @@ def crop_flip(images: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
 
 def _crop_flip(images: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
     n = images.shape[0]
-    # Output pixel (y, x) reads source pixel (y + row - PAD, x' + col - PAD), x' = x or 31 - x;
-    # sources outside the image are the zero padding. One gather per axis, no padded copy.
-    device = images.device
-    pos = torch.arange(SIZE, device=device)
-    offsets = offsets.to(device=device, dtype=torch.long)
-    flips = flips.to(device)
-    src_rows = pos + (offsets[:, :1] - PAD)  # [N, 32]
-    cols = torch.where(flips[:, None], SIZE - 1 - pos, pos)
-    src_cols = cols + (offsets[:, 1:] - PAD)  # [N, 32]
-    row_ok = (src_rows >= 0) & (src_rows < SIZE)
-    col_ok = (src_cols >= 0) & (src_cols < SIZE)
-    rows_idx = src_rows.clamp(0, SIZE - 1)[:, None, :, None].expand(n, 3, SIZE, SIZE)
-    cols_idx = src_cols.clamp(0, SIZE - 1)[:, None, None, :].expand(n, 3, SIZE, SIZE)
-    out = images.gather(2, rows_idx).gather(3, cols_idx)
-    mask = (row_ok[:, :, None] & col_ok[:, None, :])[:, None]
-    return out * mask.to(out.dtype)
+    offsets = offsets.to(device=images.device, dtype=torch.long)
+    flips = flips.to(images.device)
+    padded = images.new_zeros(n, 3, SIZE + 2 * PAD, SIZE + 2 * PAD)
+    padded[:, :, PAD : PAD + SIZE, PAD : PAD + SIZE] = images
+    # A view of every 32x32 window: [N, 3, 9, 9, 32, 32]. Indexing it with per-image offsets
+    # copies each image's window once; the index tensors hold one entry per image.
+    windows = padded.unfold(2, SIZE, 1).unfold(3, SIZE, 1)
+    batch = torch.arange(n, device=images.device)
+    out = windows[batch, :, offsets[:, 0], offsets[:, 1]]
+    return torch.where(flips[:, None, None, None], out.flip(3), out)
 
 
 def augment_batch(images: Tensor, generator: torch.Generator) -> Tensor:
@@ -161,19 +155,20 @@ def standardize(images: Tensor) -> Tensor:
     """Per-image, per-channel standardization of a batch ``[N, 3, 32, 32]``, as float32.
 
     A constant channel becomes zeros. uint8 input (the training loop's case) is computed in
-    float32, where its statistics are exact; float input in float64, so that tiny or
-    near-constant channels neither underflow nor lose their spread to rounding.
+    float32, where its mean and centred values are exact, in place to save passes over memory;
+    float input in float64, so that tiny or near-constant channels neither underflow nor lose
+    their spread to rounding.
     """
     _check_batch(images)
     if images.dtype == torch.uint8:
         x = images.to(torch.float32)
-    else:
-        x = images.to(torch.float64)
+        x -= x.mean(dim=(2, 3), keepdim=True)
+        std = torch.linalg.vector_norm(x, dim=(2, 3), keepdim=True) / SIZE
+        return x.mul_(torch.where(std > 0, 1.0 / std, 0.0))
+    x = images.to(torch.float64)
     centred = x - x.mean(dim=(2, 3), keepdim=True)
     std = centred.square().mean(dim=(2, 3), keepdim=True).sqrt()
-    varies = std > 0
-    if images.dtype != torch.uint8:
-        # A rounded mean leaves a constant float channel with a tiny non-zero std.
-        flat = x.flatten(2)
-        varies &= (flat.amax(dim=2) > flat.amin(dim=2))[..., None, None]
+    # A rounded mean leaves a constant float channel with a tiny non-zero std.
+    flat = x.flatten(2)
+    varies = (std > 0) & (flat.amax(dim=2) > flat.amin(dim=2))[..., None, None]
     return torch.where(varies, centred / torch.where(varies, std, 1.0), 0.0).to(torch.float32)

@@ -17,12 +17,13 @@ from resnet_repro.checkpoint import CheckpointError, load_checkpoint, save_check
 from resnet_repro.config import ConfigError, make_config
 from resnet_repro.data import DataError, write_fake_cifar10
 from resnet_repro.evaluate import evaluate_run
-from resnet_repro.train import Splits, Trainer, TrainingError, load_splits, lr_factor, train
+from resnet_repro.train import Trainer, TrainingError, load_splits, lr_factor, train
 
 
 def tiny_config(data, **overrides):
-    values = dict(version=1, resnet_size=1, epochs=2, batch_size=32, data=str(data), lr=0.05,
-                  valid_fraction=0.2, device="cpu", checkpoint_every=1, milestones=[10_000])  # fmt: skip
+    values = {"version": 1, "resnet_size": 1, "epochs": 2, "batch_size": 32, "lr": 0.05,
+              "data": str(data), "valid_fraction": 0.2, "device": "cpu", "checkpoint_every": 1,
+              "milestones": [10_000]}  # fmt: skip
     values.update(overrides)
     return make_config("paper", **values)
 
@@ -224,7 +225,7 @@ def test_checkpoint_loading_never_runs_code(tmp_path):
             return (os.system, (f"touch {marker}",))
 
     torch.save({"model": Evil(), "config": {}}, tmp_path / "evil.ckpt")
-    with pytest.raises(CheckpointError, match="evil.ckpt: not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match=r"evil\.ckpt: not a readable checkpoint"):
         load_checkpoint(tmp_path / "evil.ckpt")
     assert not marker.exists()
 
