@@ -16,10 +16,12 @@ def install(session: nox.Session, extras: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit, property (hypothesis) and golden tests. Extra arguments go to pytest."""
-    install(session, "test")
+    """Unit, property (hypothesis) and golden tests, then one untimed round of every benchmark
+    so they cannot rot. Extra arguments go to the first pytest run."""
+    install(session, "test,bench")
     session.env.setdefault("HYPOTHESIS_PROFILE", "ci")
     session.run("pytest", "tests/unit", "tests/properties", "tests/golden", *session.posargs)
+    session.run("pytest", "benchmarks", "--benchmark-disable", "-q")
 
 
 @nox.session
@@ -32,6 +34,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks (pytest-benchmark): not written yet; this session only installs the tools."""
+    """Benchmarks with same-run reference ratios. `nox -s bench -- --check` fails on a ratio
+    regression against benchmarks/baselines/<machine>.json; `-- --update-baselines` rewrites it.
+    """
     install(session, "bench")
-    session.log("No benchmarks yet: they arrive with the benchmark issue.")
+    session.run(
+        "pytest",
+        "benchmarks",
+        "--benchmark-json",
+        "benchmarks/results/latest.json",
+        *session.posargs,
+    )

@@ -98,8 +98,20 @@ def parse(*argv):
 
 
 def test_command_line_overrides_recipe_and_file(tmp_path):
-    c = parse("--recipe", "seed", "--version", "2", "--resnet-size", "8", "--no-nesterov",
-              "--milestones", "5", "9", "--lr", "0.01")  # fmt: skip
+    c = parse(
+        "--recipe",
+        "seed",
+        "--version",
+        "2",
+        "--resnet-size",
+        "8",
+        "--no-nesterov",
+        "--milestones",
+        "5",
+        "9",
+        "--lr",
+        "0.01",
+    )
     assert (c.recipe, c.version, c.resnet_size, c.lr, c.optimizer) == ("seed", 2, 8, 0.01, "adam")
     assert c.milestones == [5, 9] and c.nesterov is False
     c.save(tmp_path / "c.yaml")

@@ -108,8 +108,13 @@ def test_bn_momentum_uses_pytorch_convention(momentum):
 
 def test_he_init_statistics():
     net = ResNet(1, 18)
-    weights = torch.cat([m.weight.flatten() for m in net.modules() if isinstance(m, nn.Conv2d)
-                         and m.out_channels == 64 and m.kernel_size == (3, 3)])  # fmt: skip
+    weights = torch.cat(
+        [
+            m.weight.flatten()
+            for m in net.modules()
+            if isinstance(m, nn.Conv2d) and m.out_channels == 64 and m.kernel_size == (3, 3)
+        ]
+    )
     expected_std = (2.0 / (64 * 9)) ** 0.5  # fan_out = out_channels * kernel area
     assert abs(weights.mean().item()) < 0.05 * expected_std
     assert weights.std().item() == pytest.approx(expected_std, rel=0.02)
@@ -176,6 +181,7 @@ def test_self_check_prints_table():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "resnet_repro.net"], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "resnet_repro.net"], capture_output=True, text=True, check=True
+    ).stdout
     assert "1,730,714" in out and "1,703,258" in out

@@ -21,9 +21,18 @@ from resnet_repro.train import Trainer, TrainingError, load_splits, lr_factor, t
 
 
 def tiny_config(data, **overrides):
-    values = {"version": 1, "resnet_size": 1, "epochs": 2, "batch_size": 32, "lr": 0.05,
-              "data": str(data), "valid_fraction": 0.2, "device": "cpu", "checkpoint_every": 1,
-              "milestones": [10_000]}  # fmt: skip
+    values = {
+        "version": 1,
+        "resnet_size": 1,
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 0.05,
+        "data": str(data),
+        "valid_fraction": 0.2,
+        "device": "cpu",
+        "checkpoint_every": 1,
+        "milestones": [10_000],
+    }
     values.update(overrides)
     return make_config("paper", **values)
 
@@ -59,14 +68,30 @@ def test_run_directory_contents_and_seed_lines(fake_archive, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "### Training... ###" in out and "Checkpoint has been created." in out
     assert [line.split()[:2] for line in out.splitlines() if line.startswith("Epoch")] == [
-        ["Epoch", "1"], ["Epoch", "2"], ["Epoch", "3"]]  # fmt: skip
+        ["Epoch", "1"],
+        ["Epoch", "2"],
+        ["Epoch", "3"],
+    ]
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["config.yaml", "history.jsonl", "last.ckpt", "model-2.ckpt", "model-3.ckpt",
-                     "provenance.json"]  # fmt: skip
+    assert names == [
+        "config.yaml",
+        "history.jsonl",
+        "last.ckpt",
+        "model-2.ckpt",
+        "model-3.ckpt",
+        "provenance.json",
+    ]
     lines = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert lines == history and [h["epoch"] for h in lines] == [1, 2, 3]
-    assert set(lines[0]) >= {"train_loss", "train_acc", "valid_loss", "valid_acc", "lr",
-                             "seconds", "images_per_s"}  # fmt: skip
+    assert set(lines[0]) >= {
+        "train_loss",
+        "train_acc",
+        "valid_loss",
+        "valid_acc",
+        "lr",
+        "seconds",
+        "images_per_s",
+    }
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["torch"] == torch.__version__ and len(prov["data_md5"]) == 32
     assert (
@@ -104,11 +129,33 @@ def run_cli(args, **kwargs):
 @pytest.mark.slow
 def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     archive = write_fake_cifar10(tmp_path / "f.tar.gz", train_per_batch=100, test_size=20, seed=0)
-    args = ["--version", "1", "--resnet-size", "1", "--epochs", "5", "--batch-size", "32",
-            "--data", str(archive), "--valid-fraction", "0.2", "--device", "cpu",
-            "--checkpoint-every", "1", "--lr", "0.05", "--milestones", "40"]  # fmt: skip
-    subprocess.run([sys.executable, "-m", "resnet_repro", "train", *args, "--out",
-                    str(tmp_path / "whole")], check=True, capture_output=True)  # fmt: skip
+    args = [
+        "--version",
+        "1",
+        "--resnet-size",
+        "1",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "32",
+        "--data",
+        str(archive),
+        "--valid-fraction",
+        "0.2",
+        "--device",
+        "cpu",
+        "--checkpoint-every",
+        "1",
+        "--lr",
+        "0.05",
+        "--milestones",
+        "40",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "resnet_repro", "train", *args, "--out", str(tmp_path / "whole")],
+        check=True,
+        capture_output=True,
+    )
     killed = tmp_path / "killed"
     proc = run_cli(
         [*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -120,8 +167,11 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     proc.wait()
     epoch = load_checkpoint(killed / "last.ckpt")["epoch"]
     assert 2 <= epoch < 5, "the run must be killed part-way"
-    subprocess.run([sys.executable, "-m", "resnet_repro", "train", *args, "--out", str(killed),
-                    "--resume"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "resnet_repro", "train", *args, "--out", str(killed), "--resume"],
+        check=True,
+        capture_output=True,
+    )
     assert weights_hash(killed / "last.ckpt") == weights_hash(tmp_path / "whole/last.ckpt")
     epochs = [json.loads(x)["epoch"] for x in (killed / "history.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3, 4, 5]
@@ -183,8 +233,9 @@ def test_labels_out_of_range(fake_archive, tmp_path):
 
 
 def test_empty_data_set(fake_archive, tmp_path):
-    config, s = splits_from(fake_archive, x_train=np.zeros((0, 3072), np.uint8),
-                            y_train=np.zeros(0, np.int64))  # fmt: skip
+    config, s = splits_from(
+        fake_archive, x_train=np.zeros((0, 3072), np.uint8), y_train=np.zeros(0, np.int64)
+    )
     with pytest.raises(DataError, match="training set is empty"):
         Trainer(config, tmp_path, splits=s)
 
@@ -246,13 +297,25 @@ def test_max_iters_stops_mid_epoch(fake_archive, tmp_path):
 
 
 def test_real_subset_short_run_accuracy(real_archive, tmp_path):
-    """Golden-style check on real images: v1 n=1, paper recipe, 3 epochs on 9,000 images of
-    the shared subset. Measured 0.4x on this code (see the engine note); bound set below the
-    spread."""
-    config = make_config("paper", version=1, resnet_size=1, epochs=3, data=str(real_archive),
-                         valid_fraction=0.1, device="cpu", milestones=[10_000])  # fmt: skip
+    """Golden-style check on real images: v1 n=1, paper recipe with the lr divided by 10 after
+    two epochs, 3 epochs on 9,000 images of the shared subset, validated on 1,000.
+
+    Measured on this code (2-core CPU, torch 2.13.0), seeds 0/1/2: 0.419, 0.427, 0.405
+    (mean 0.417). The bound sits 4 sampling standard deviations (0.016 on 1,000 images)
+    below the mean, so only a real regression trips it.
+    """
+    config = make_config(
+        "paper",
+        version=1,
+        resnet_size=1,
+        epochs=3,
+        milestones=[142],
+        data=str(real_archive),
+        valid_fraction=0.1,
+        device="cpu",
+    )
     history = train(config, tmp_path, echo=False)
     assert history[-1]["valid_acc"] >= REAL_SUBSET_MIN_ACCURACY
 
 
-REAL_SUBSET_MIN_ACCURACY = 0.30
+REAL_SUBSET_MIN_ACCURACY = 0.35
