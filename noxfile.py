@@ -1,6 +1,9 @@
 """Developer sessions. Every session installs torch from constraints.txt first, so a CPU machine
 never pulls a multi-GB CUDA build of torch."""
 
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint"]
@@ -18,7 +21,7 @@ def install(session: nox.Session, extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """Unit, property (hypothesis) and golden tests, then one untimed round of every benchmark
     so they cannot rot. Extra arguments go to the first pytest run."""
-    install(session, "test,bench")
+    install(session, "test,bench,pipeline")
     session.env.setdefault("HYPOTHESIS_PROFILE", "ci")
     session.run("pytest", "tests/unit", "tests/properties", "tests/golden", *session.posargs)
     session.run("pytest", "benchmarks", "--benchmark-disable", "-q")
@@ -45,3 +48,15 @@ def bench(session: nox.Session) -> None:
         "benchmarks/results/latest.json",
         *session.posargs,
     )
+
+
+@nox.session
+def pipeline(session: nox.Session) -> None:
+    """The whole DVC pipeline at CPU scale (fake archive, tiny networks, few epochs), run in a
+    scratch copy of the repository so that params.yaml and dvc.lock stay untouched."""
+    install(session, "pipeline")
+    workdir = Path(session.create_tmp()) / "cpu-pipeline"
+    shutil.rmtree(workdir, ignore_errors=True)
+    session.run("resnet-repro", "cpu-pipeline", "--workdir", str(workdir))
+    session.log((workdir / "results" / "comparison.md").read_text())
+    session.log(f"report: {workdir / 'results' / 'report' / 'report.md'}")

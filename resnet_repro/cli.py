@@ -54,10 +54,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from resnet_repro.pipeline import run_config
     from resnet_repro.train import TrainingError, train
 
     try:
-        config = config_from_args(args)
+        if (args.grid is None) != (args.run is None):
+            raise ConfigError("--grid and --run go together")
+        config = run_config(args.grid, args.run) if args.grid else config_from_args(args)
         train(config, args.out, resume=args.resume)
     except (*USER_ERRORS, TrainingError) as e:
         return fail("train", e)
@@ -66,12 +69,83 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from resnet_repro.evaluate import evaluate_run, parse_checkpoints
+    from resnet_repro.pipeline import run_metrics
 
     try:
+        if args.metrics_dir is not None:
+            m = run_metrics(args.run, args.checkpoints, args.metrics_dir, device=args.device)
+            print(
+                f"{args.run}: chosen checkpoint {m['chosen_epoch']}, "
+                f"valid {m['valid_acc_chosen']:.4f}, test {m['test_acc_chosen']:.4f}"
+            )
+            return 0
         epochs = parse_checkpoints(args.checkpoints)
         evaluate_run(args.run, epochs, split=args.split, data=args.data, device=args.device)
     except USER_ERRORS as e:
         return fail("evaluate", e)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from resnet_repro.golden import compare, markdown
+
+    try:
+        result = compare(args.golden, args.metrics_dir)
+    except USER_ERRORS as e:
+        return fail("compare", e)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table = markdown(result)
+    args.out.with_suffix(".md").write_text(table)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    print(table)
+    return 0 if result["ok"] else 1
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from resnet_repro.report import write_report
+
+    try:
+        path = write_report(args.params, args.metrics_dir, args.comparison, args.out)
+    except (*USER_ERRORS, OSError) as e:
+        return fail("report", e)
+    print(f"report written to {path}")
+    return 0
+
+
+def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from resnet_repro.pipeline import run_cpu_pipeline
+
+    if args.workdir.exists() and any(args.workdir.iterdir()):
+        return fail("cpu-pipeline", ValueError(f"{args.workdir} is not empty"))
+    try:
+        seconds = run_cpu_pipeline(args.repo.resolve(), args.workdir)
+    except subprocess.CalledProcessError as e:
+        return fail("cpu-pipeline", RuntimeError(f"{e.cmd} failed with exit status {e.returncode}"))
+    print(f"CPU-scale pipeline: dvc repro took {seconds:.1f} s; results in {args.workdir}/results")
+    return 0
+
+
+def run_cpu_golden(args: argparse.Namespace) -> int:
+    from resnet_repro.pipeline import make_cpu_golden
+
+    if args.scratch.exists() and any(args.scratch.iterdir()):
+        return fail("cpu-golden", ValueError(f"{args.scratch} is not empty"))
+    make_cpu_golden(args.repo.resolve(), args.scratch, args.seeds, args.out)
+    print(f"golden table written to {args.out}")
+    return 0
+
+
+def run_fake_archive(args: argparse.Namespace) -> int:
+    from resnet_repro.data import md5_of, write_fake_cifar10
+
+    path = write_fake_cifar10(
+        args.path, train_per_batch=args.train_per_batch, test_size=args.test_size, seed=args.seed
+    )
+    print(f"{path} md5 {md5_of(path)}")
     return 0
 
 
@@ -92,11 +166,15 @@ def run_fetch(args: argparse.Namespace) -> int:
     from resnet_repro.data import OFFICIAL_MD5, OFFICIAL_URL, fetch_cifar10
 
     try:
+        url, archive = args.url, args.archive
+        if args.source is not None:
+            is_url = "://" in args.source
+            url, archive = (args.source, None) if is_url else (None, Path(args.source))
         batches = fetch_cifar10(
             args.dest,
-            url=args.url or OFFICIAL_URL,
+            url=url or OFFICIAL_URL,
             md5=args.md5 or OFFICIAL_MD5,
-            archive=args.archive,
+            archive=archive,
             progress=sys.stderr.isatty(),
         )
     except DataError as e:
@@ -122,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = fetch.add_mutually_exclusive_group()
     source.add_argument("--archive", type=Path, help="a local copy of the archive")
     source.add_argument("--url", help="a mirror's URL (http(s) or file://)")
+    source.add_argument("--source", help="a URL or a local path (what the pipeline passes)")
     fetch.add_argument("--md5", help="the archive's md5 when it is not the official one")
     fetch.set_defaults(handler=run_fetch)
 
@@ -133,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="run directory")
     train.add_argument("--config", type=Path, help="a YAML/JSON config (e.g. a run's config.yaml)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    train.add_argument("--grid", type=Path, help="a params.yaml holding the run grid (pipeline)")
+    train.add_argument("--run", help="the run of --grid to train (its key under 'runs')")
     add_config_arguments(train)
     train.set_defaults(handler=run_train)
 
@@ -146,7 +227,66 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=["valid", "test", "train"], default="valid")
     evaluate.add_argument("--data", help="data location, if not the one the run recorded")
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument(
+        "--metrics-dir",
+        type=Path,
+        help="pipeline mode: validate the checkpoints, test the chosen and final ones, and "
+        "write METRICS_DIR/metrics.json and METRICS_DIR/history.csv",
+    )
     evaluate.set_defaults(handler=run_evaluate)
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare runs' metrics with golden tables; exit 1 when a cell fails or is missing",
+        description="Compare METRICS_DIR/<run>/metrics.json with each golden table.",
+    )
+    compare.add_argument("--golden", type=Path, nargs="+", required=True)
+    compare.add_argument("--metrics-dir", type=Path, required=True)
+    compare.add_argument("--out", type=Path, required=True, help="writes OUT.md and OUT.json")
+    compare.set_defaults(handler=run_compare)
+
+    report = commands.add_parser(
+        "report",
+        help="write results/report.md with tables and plots",
+        description="Accuracy tables and learning-curve plots of the pipeline's runs.",
+    )
+    report.add_argument("--params", type=Path, default=Path("params.yaml"))
+    report.add_argument("--metrics-dir", type=Path, required=True)
+    report.add_argument("--comparison", type=Path, required=True)
+    report.add_argument("--out", type=Path, required=True, help="output folder")
+    report.set_defaults(handler=run_report)
+
+    fake = commands.add_parser(
+        "fake-archive",
+        help="write a fake CIFAR-10 archive (official format, learnable synthetic images)",
+        description="Write a byte-reproducible fake cifar-10-python.tar.gz for tests and demos.",
+    )
+    fake.add_argument("path", type=Path)
+    fake.add_argument("--train-per-batch", type=int, default=100)
+    fake.add_argument("--test-size", type=int, default=100)
+    fake.add_argument("--seed", type=int, default=0)
+    fake.set_defaults(handler=run_fake_archive)
+
+    cpu = commands.add_parser(
+        "cpu-pipeline",
+        help="run the whole DVC pipeline at CPU scale in a scratch copy of this repository",
+        description="Copy the repository's tracked files to WORKDIR, install "
+        "pipeline/params-cpu.yaml as params.yaml and run dvc repro there.",
+    )
+    cpu.add_argument("--workdir", type=Path, required=True, help="an empty or new folder")
+    cpu.add_argument("--repo", type=Path, default=Path("."), help="the repository (.)")
+    cpu.set_defaults(handler=run_cpu_pipeline_command)
+
+    golden = commands.add_parser(
+        "cpu-golden",
+        help="regenerate the CPU-scale golden table from runs with several seeds",
+        description="Run the CPU-scale grid once per seed and write the golden table.",
+    )
+    golden.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    golden.add_argument("--out", type=Path, default=Path("tests/golden/tables/cpu.yaml"))
+    golden.add_argument("--scratch", type=Path, required=True, help="an empty or new folder")
+    golden.add_argument("--repo", type=Path, default=Path("."))
+    golden.set_defaults(handler=run_cpu_golden)
 
     predict = commands.add_parser(
         "predict",

@@ -26,18 +26,26 @@ SPLITS = ("valid", "test", "train")
 
 
 def parse_checkpoints(spec: str) -> list[int]:
-    """``"160:200:10"`` -> [160, 170, 180, 190, 200] (inclusive); ``"50,100"`` -> [50, 100]."""
+    """``"160:200:10"`` -> [160, 170, 180, 190, 200] (inclusive); ``"50,100"`` -> [50, 100];
+    both mix: ``"160:180:10,182"``."""
+    epochs: list[int] = []
     try:
-        if ":" in spec:
-            start, stop, step = (int(v) for v in spec.split(":"))
-            if step < 1:
-                raise ValueError
-            return list(range(start, stop + 1, step))
-        return [int(v) for v in spec.split(",")]
+        for part in str(spec).split(","):
+            if ":" in part:
+                start, stop, step = (int(v) for v in part.split(":"))
+                if step < 1:
+                    raise ValueError
+                epochs += range(start, stop + 1, step)
+            else:
+                epochs.append(int(part))
     except ValueError as e:
         raise ValueError(
-            f"checkpoints {spec!r}: expected START:STOP:STEP (e.g. 160:200:10) or a list (50,100)"
+            f"checkpoints {spec!r}: expected START:STOP:STEP (e.g. 160:200:10), a list "
+            "(50,100) or both (160:180:10,182)"
         ) from e
+    if not epochs:
+        raise ValueError(f"checkpoints {spec!r}: no epoch given")
+    return sorted(set(epochs))
 
 
 def model_from_checkpoint(path: Path, device: torch.device) -> tuple[ResNet, TrainConfig]:
@@ -57,6 +65,48 @@ def model_from_checkpoint(path: Path, device: torch.device) -> tuple[ResNet, Tra
     return model.to(device), config
 
 
+def load_eval_data(
+    run: Path, data: str | None, device: torch.device
+) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], str]:
+    """Each split of the data the run was trained on (or ``data``), as device tensors, and
+    the source's md5."""
+    config = TrainConfig.load(run / "config.yaml")
+    if data is not None:
+        config.data = data
+    splits = load_splits(config)
+
+    def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            torch.from_numpy(np.array(x)).view(-1, 3, 32, 32).to(device),
+            torch.from_numpy(np.array(y)).to(device),
+        )
+
+    return {
+        "valid": tensors(splits.x_valid, splits.y_valid),
+        "test": tensors(splits.x_test, splits.y_test),
+        "train": tensors(splits.x_train, splits.y_train),
+    }, splits.source_md5
+
+
+def checkpoint_paths(run: Path, epochs: list[int]) -> list[Path]:
+    if not run.is_dir():
+        raise CheckpointError(f"{run}: no such run directory")
+    paths = [run / f"model-{e}.ckpt" for e in epochs]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        found = sorted(p.name for p in run.glob("model-*.ckpt")) or ["none"]
+        raise CheckpointError(
+            f"{run}: no checkpoint {', '.join(missing)} (found: {', '.join(found)})"
+        )
+    return paths
+
+
+def accuracy(path: Path, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(loss, accuracy) of the checkpoint at ``path`` on uint8 images ``x``."""
+    model, config = model_from_checkpoint(path, x.device)
+    return evaluate_model(model, x, y, config)
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     epochs: list[int],
@@ -70,33 +120,19 @@ def evaluate_run(
     run = Path(run_dir)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    paths = [run / f"model-{e}.ckpt" for e in epochs]
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        raise CheckpointError(f"{run}: no checkpoint {', '.join(missing)}")
-    config = TrainConfig.load(run / "config.yaml")
-    if data is not None:
-        config.data = data
-    dev = resolve_device(device)
-    splits = load_splits(config)
-    x_np, y_np = {
-        "valid": (splits.x_valid, splits.y_valid),
-        "test": (splits.x_test, splits.y_test),
-        "train": (splits.x_train, splits.y_train),
-    }[split]
-    x = torch.as_tensor(np.asarray(x_np)).view(-1, 3, 32, 32).to(dev)
-    y = torch.as_tensor(np.asarray(y_np)).to(dev)
+    paths = checkpoint_paths(run, epochs)
+    data_splits, md5 = load_eval_data(run, data, resolve_device(device))
+    x, y = data_splits[split]
     results = {}
     if echo:
         print("### Test or Validation ###")
     for epoch, path in zip(epochs, paths, strict=True):
-        model, ckpt_config = model_from_checkpoint(path, dev)
-        loss, accuracy = evaluate_model(model, x, y, ckpt_config)
-        results[str(epoch)] = {"checkpoint": path.name, "accuracy": accuracy, "loss": loss}
+        loss, acc = accuracy(path, x, y)
+        results[str(epoch)] = {"checkpoint": path.name, "accuracy": acc, "loss": loss}
         if echo:
             print(f"Restored model parameters from {path}")
-            print(f"Test accuracy: {accuracy:.4f}")
-    report = {"split": split, "images": len(y), "data_md5": splits.source_md5, "results": results}
+            print(f"Test accuracy: {acc:.4f}")
+    report = {"split": split, "images": len(y), "data_md5": md5, "results": results}
     (run / f"eval-{split}.json").write_text(json.dumps(report, indent=2))
     return report
 

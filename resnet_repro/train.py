@@ -46,6 +46,7 @@ from resnet_repro.net import ResNet
 
 log = logging.getLogger(__name__)
 
+ESTIMATE_AFTER = 10  # steps timed before the expected duration of a CPU run is printed
 ARCHITECTURE_FIELDS = ("version", "resnet_size", "num_classes", "first_num_filters")
 
 
@@ -230,9 +231,9 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.x_train = self._to_device(self.splits.x_train)
-        self.y_train = torch.as_tensor(self.splits.y_train, device=self.device)
+        self.y_train = torch.from_numpy(np.array(self.splits.y_train)).to(self.device)
         self.x_valid = self._to_device(self.splits.x_valid)
-        self.y_valid = torch.as_tensor(self.splits.y_valid, device=self.device)
+        self.y_valid = torch.from_numpy(np.array(self.splits.y_valid)).to(self.device)
 
     def _check_data(self) -> None:
         s, c = self.splits, self.config
@@ -250,7 +251,8 @@ class Trainer:
                 )
 
     def _to_device(self, x: np.ndarray) -> Tensor:
-        return torch.as_tensor(np.asarray(x)).view(-1, 3, 32, 32).to(self.device)
+        # np.array copies a read-only memory-mapped cache into writable memory torch accepts.
+        return torch.from_numpy(np.array(x)).view(-1, 3, 32, 32).to(self.device)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -361,7 +363,10 @@ class Trainer:
         bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
         seen = 0
         bar = tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=self.progress_off())
+        started = time.perf_counter()
         for b in range(steps):
+            if b == ESTIMATE_AFTER and self.global_step == ESTIMATE_AFTER:
+                self._estimate_duration(time.perf_counter() - started)
             idx = order[b * bs : (b + 1) * bs]
             x = standardize(augment_batch(self.x_train[idx], self.augment_gen))
             y = self.y_train[idx]
@@ -389,6 +394,20 @@ class Trainer:
                 f"checkpoint is {self.out_dir / 'last.ckpt'} (epoch {self.epoch})"
             )
         return float(loss_sum) / seen, float(correct) / seen, seen
+
+    def _estimate_duration(self, seconds: float) -> None:
+        """On a CPU, say early how long the whole run will take: a full-size grid there is
+        days of work, better known after seconds than after hours."""
+        if self.device.type != "cpu":
+            return
+        per_step = seconds / ESTIMATE_AFTER
+        total = per_step * self.total_steps
+        duration = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.1f} min"
+        self._say(
+            f"Expected duration on CPU: {duration} for {self.total_steps} steps "
+            f"({self.config.batch_size / per_step:.0f} images/s over the first "
+            f"{ESTIMATE_AFTER} steps)."
+        )
 
     def progress_off(self) -> bool | None:
         # None lets tqdm decide: quiet when stderr is not a TTY.

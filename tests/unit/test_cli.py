@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from resnet_repro import __version__
 from resnet_repro.cli import main
 
@@ -20,8 +22,35 @@ def test_no_command_prints_help(capsys):
 
 
 def test_version(capsys):
-    try:
+    with pytest.raises(SystemExit) as exit_:
         main(["--version"])
-    except SystemExit as exit_:
-        assert exit_.code == 0
+    assert exit_.value.code == 0
     assert __version__ in capsys.readouterr().out
+
+
+def test_predict_prints_classes(fake_archive, tmp_path, capsys):
+    from PIL import Image
+
+    from resnet_repro.config import make_config
+    from resnet_repro.train import train
+
+    config = make_config(
+        "paper",
+        version=1,
+        resnet_size=1,
+        epochs=1,
+        batch_size=32,
+        data=str(fake_archive),
+        valid_fraction=0.2,
+        device="cpu",
+    )
+    train(config, tmp_path / "run", echo=False)
+    image = tmp_path / "img.png"
+    Image.new("RGB", (40, 24), (200, 30, 30)).save(image)
+    ckpt = str(tmp_path / "run" / "model-1.ckpt")
+    assert main(["predict", "--checkpoint", ckpt, "--top", "2", str(image)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{image}: ") and line.count(",") == 1
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "bad.png")]) == 1
+    assert "bad.png: cannot read as an image" in capsys.readouterr().err

@@ -1,0 +1,157 @@
+"""Golden tables and the comparison of measured metrics against them.
+
+A golden table is a YAML file with its provenance (source, recipe, split, metric, checkpoint,
+runs per cell) and a list of cells. Each cell names a run of the grid, a metric of that run's
+``metrics.json``, the golden value (or ``null``: no published number, reported as
+'no reference' and never invented) and a tolerance rule:
+
+* ``two_sided``: ``|measured - golden| <= points`` (accuracy points, i.e. 1.0 = 0.01);
+* ``one_sided_below``: ``measured >= golden - points`` (no worse than ``points`` below).
+
+``compare`` gives every cell a verdict (pass, fail, missing, no reference). Missing metrics
+are failures: a cell is never passed silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RULES = ("two_sided", "one_sided_below")
+PROVENANCE = ("source", "recipe", "split", "metric", "checkpoint", "runs_per_cell")
+
+
+class GoldenError(ValueError):
+    """A golden table or a metrics file is malformed; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    table: str
+    run: str
+    metric: str
+    golden: float | None
+    rule: str
+    points: float
+    note: str = ""
+
+
+def load_table(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
+    """The table's provenance and its cells; GoldenError naming the file and cell if bad."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise GoldenError(f"{path}: cannot read golden table: {e}") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("cells"), list):
+        raise GoldenError(f"{path}: expected a mapping with a list of 'cells'")
+    missing = [k for k in PROVENANCE if k not in doc]
+    if missing:
+        raise GoldenError(f"{path}: provenance fields missing: {', '.join(missing)}")
+    cells = []
+    for i, raw in enumerate(doc["cells"]):
+        where = f"{path}: cell {i}"
+        if not isinstance(raw, dict):
+            raise GoldenError(f"{where}: expected a mapping, got {raw!r}")
+        for key in ("run", "metric", "golden", "tolerance"):
+            if key not in raw:
+                raise GoldenError(f"{where}: missing {key!r}")
+        golden = raw["golden"]
+        if golden is not None and (
+            isinstance(golden, bool) or not isinstance(golden, (int, float)) or not 0 <= golden <= 1
+        ):
+            raise GoldenError(
+                f"{where} ({raw['run']}): golden must be an accuracy in [0, 1] or "
+                f"null, got {golden!r}"
+            )
+        tol = raw["tolerance"]
+        if not isinstance(tol, dict) or tol.get("rule") not in RULES:
+            raise GoldenError(f"{where} ({raw['run']}): tolerance.rule must be one of {RULES}")
+        points = tol.get("points")
+        if isinstance(points, bool) or not isinstance(points, (int, float)) or points < 0:
+            raise GoldenError(f"{where} ({raw['run']}): tolerance.points must be a number >= 0")
+        cells.append(
+            Cell(
+                path.name,
+                str(raw["run"]),
+                str(raw["metric"]),
+                None if golden is None else float(golden),
+                tol["rule"],
+                float(points),
+                str(raw.get("note", "")),
+            )
+        )
+    provenance = {k: doc[k] for k in PROVENANCE}
+    return provenance, cells
+
+
+def load_metrics(path: Path) -> dict[str, Any]:
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise GoldenError(f"{path}: cannot read metrics: {e}") from e
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise GoldenError(f"{path}: metric {key!r} is {value}, not a finite number")
+    return metrics
+
+
+def verdict(cell: Cell, measured: float | None) -> str:
+    if measured is None:
+        return "missing"
+    if cell.golden is None:
+        return "no reference"
+    tolerance = cell.points / 100
+    if cell.rule == "two_sided":
+        ok = abs(measured - cell.golden) <= tolerance + 1e-12
+    else:
+        ok = measured >= cell.golden - tolerance - 1e-12
+    return "pass" if ok else "fail"
+
+
+def compare(tables: list[Path], metrics_dir: Path) -> dict[str, Any]:
+    """Every cell of every table against ``metrics_dir/<run>/metrics.json``."""
+    rows, provenance = [], {}
+    for table in tables:
+        prov, cells = load_table(table)
+        provenance[Path(table).name] = prov
+        for cell in cells:
+            path = metrics_dir / cell.run / "metrics.json"
+            measured = load_metrics(path).get(cell.metric) if path.exists() else None
+            rows.append(
+                {
+                    "table": cell.table,
+                    "run": cell.run,
+                    "metric": cell.metric,
+                    "measured": measured,
+                    "golden": cell.golden,
+                    "rule": cell.rule,
+                    "points": cell.points,
+                    "verdict": verdict(cell, measured),
+                }
+            )
+    failed = [f"{r['run']}:{r['metric']}" for r in rows if r["verdict"] in ("fail", "missing")]
+    return {"ok": not failed, "failed": failed, "rows": rows, "provenance": provenance}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    def pct(v: float | None) -> str:
+        return "—" if v is None else f"{100 * v:.2f}"
+
+    lines = [
+        "| table | run | metric | measured % | golden % | tolerance | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        tol = f"±{r['points']:g}" if r["rule"] == "two_sided" else f"≥ −{r['points']:g}"
+        lines.append(
+            f"| {r['table']} | {r['run']} | {r['metric']} | {pct(r['measured'])} | "
+            f"{pct(r['golden'])} | {tol} | {r['verdict']} |"
+        )
+    status = "all cells pass" if result["ok"] else f"FAILED: {', '.join(result['failed'])}"
+    return "\n".join(lines) + f"\n\nVerdict: {status}\n"

@@ -1,0 +1,120 @@
+"""The study's report: accuracy tables laid out like the seed's (rows version, columns size)
+beside the golden values, learning-curve plots per recipe and version, and accuracy against
+depth next to the papers' numbers. Writes ``results/report.md`` and PNG files beside it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from resnet_repro.pipeline import load_params
+
+# He et al. 2015 (v1) and 2016 (pre-activation, v2) CIFAR-10 test accuracy by depth.
+PAPER_ACCURACY = {
+    1: {20: 0.9125, 32: 0.9249, 44: 0.9283, 56: 0.9303, 110: 0.9339},
+    2: {164: 0.9454},
+}
+
+
+def depth(version: int, size: int) -> int:
+    return (6 if version == 1 else 9) * size + 2
+
+
+def read_curve(path: Path) -> dict[str, list[float]]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows] for k in ("epoch", "train_loss", "valid_acc")}
+
+
+def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    params = load_params(params_path)
+    defaults = params.get("train_defaults", {})
+    runs: dict[str, dict[str, Any]] = {}
+    for name, spec in params["runs"].items():
+        metrics_path = metrics_dir / name / "metrics.json"
+        runs[name] = {
+            "recipe": spec.get("recipe", defaults.get("recipe", "paper")),
+            "version": spec.get("version", defaults.get("version")),
+            "size": spec.get("resnet_size", defaults.get("resnet_size")),
+            "metrics": json.loads(metrics_path.read_text()) if metrics_path.exists() else None,
+            "curve": metrics_dir / name / "history.csv",
+        }
+    result = json.loads(comparison.read_text())
+    golden = {(r["run"], r["metric"]): r["golden"] for r in result["rows"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["# Reproduction report", ""]
+    verdict = "all cells pass" if result["ok"] else "FAILED: " + ", ".join(result["failed"])
+    lines += [f"Comparison verdict: {verdict} (details: comparison.md)", ""]
+    for recipe in sorted({r["recipe"] for r in runs.values()}):
+        mine = {k: r for k, r in runs.items() if r["recipe"] == recipe}
+        sizes = sorted({r["size"] for r in mine.values()}, reverse=True)
+        lines += [f"## Recipe `{recipe}`", ""]
+        for metric in ("valid_acc_final", "test_acc_final"):
+            lines += [
+                f"{metric} (measured / golden):",
+                "",
+                "| version | " + " | ".join(f"n={s}" for s in sizes) + " |",
+                "|---|" + "---|" * len(sizes),
+            ]
+            for version in sorted({r["version"] for r in mine.values()}):
+                cells = []
+                for s in sizes:
+                    key = next(
+                        (k for k, r in mine.items() if r["version"] == version and r["size"] == s),
+                        None,
+                    )
+                    if key is None:
+                        cells.append("")
+                        continue
+                    m = mine[key]["metrics"]
+                    measured = f"{m[metric]:.4f}" if m else "missing"
+                    ref = golden.get((key, metric))
+                    cells.append(f"{measured} / {'no reference' if ref is None else f'{ref:.4f}'}")
+                lines.append(f"| v{version} | " + " | ".join(cells) + " |")
+            lines.append("")
+        for version in sorted({r["version"] for r in mine.values()}):
+            fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+            for r in sorted(mine.values(), key=lambda r: r["size"]):
+                if r["version"] != version or not r["curve"].exists():
+                    continue
+                curve = read_curve(r["curve"])
+                label = f"n={r['size']} (depth {depth(version, r['size'])})"
+                ax_loss.plot(curve["epoch"], curve["train_loss"], label=label)
+                ax_acc.plot(curve["epoch"], curve["valid_acc"], label=label)
+            ax_loss.set(xlabel="epoch", ylabel="training loss", title=f"{recipe} v{version}")
+            ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title=f"{recipe} v{version}")
+            ax_loss.legend()
+            ax_acc.legend()
+            png = out_dir / f"curves-{recipe}-v{version}.png"
+            fig.tight_layout()
+            fig.savefig(png, dpi=100)
+            plt.close(fig)
+            lines += [f"![learning curves {recipe} v{version}]({png.name})", ""]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for version, marker in ((1, "o"), (2, "s")):
+        paper = PAPER_ACCURACY[version]
+        ax.plot(list(paper), list(paper.values()), marker + "--", label=f"He et al. v{version}")
+        for recipe in sorted({r["recipe"] for r in runs.values()}):
+            pts = sorted(
+                (depth(version, r["size"]), r["metrics"]["test_acc_final"])
+                for r in runs.values()
+                if r["version"] == version and r["recipe"] == recipe and r["metrics"]
+            )
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker + "-", label=f"{recipe} v{version}")
+    ax.set(xlabel="depth", ylabel="test accuracy", title="accuracy vs depth")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "accuracy-vs-depth.png", dpi=100)
+    plt.close(fig)
+    lines += ["## Accuracy against depth", "", "![accuracy vs depth](accuracy-vs-depth.png)", ""]
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines))
+    return report

@@ -1,0 +1,170 @@
+"""The comparator on crafted tables, and the committed golden tables' own validity."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from resnet_repro.cli import main
+from resnet_repro.golden import GoldenError, compare, load_table, markdown
+
+TABLES = Path(__file__).parent / "tables"
+PROVENANCE = {
+    "source": "crafted",
+    "recipe": "seed",
+    "split": "45k/5k",
+    "metric": "valid",
+    "checkpoint": 200,
+    "runs_per_cell": 1,
+}
+
+
+def write_table(path, cells, **extra):
+    path.write_text(yaml.safe_dump({**PROVENANCE, **extra, "cells": cells}))
+    return path
+
+
+def cell(run, golden, rule="two_sided", points=1.0, metric="valid_acc_final"):
+    return {
+        "run": run,
+        "metric": metric,
+        "golden": golden,
+        "tolerance": {"rule": rule, "points": points},
+    }
+
+
+def write_metrics(root, run, **metrics):
+    (root / run).mkdir(parents=True)
+    (root / run / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def crafted(tmp_path):
+    table = write_table(
+        tmp_path / "t.yaml",
+        [
+            cell("inside", 0.90),
+            cell("edge", 0.90),
+            cell("outside", 0.90),
+            cell("above", 0.90, "one_sided_below", 0.5),
+            cell("below", 0.90, "one_sided_below", 0.5),
+            cell("noref", None),
+            cell("absent", 0.90),
+        ],
+    )
+    metrics = tmp_path / "metrics"
+    for run, value in [
+        ("inside", 0.905),
+        ("edge", 0.91),
+        ("outside", 0.8899),
+        ("above", 0.95),
+        ("below", 0.894),
+        ("noref", 0.7),
+    ]:
+        write_metrics(metrics, run, valid_acc_final=value)
+    return table, metrics
+
+
+def test_verdicts_on_crafted_table(crafted):
+    table, metrics = crafted
+    result = compare([table], metrics)
+    verdicts = {r["run"]: r["verdict"] for r in result["rows"]}
+    assert verdicts == {
+        "inside": "pass",
+        "edge": "pass",
+        "outside": "fail",
+        "above": "pass",
+        "below": "fail",
+        "noref": "no reference",
+        "absent": "missing",
+    }
+    assert not result["ok"]
+    assert result["failed"] == [
+        "outside:valid_acc_final",
+        "below:valid_acc_final",
+        "absent:valid_acc_final",
+    ]
+    text = markdown(result)
+    assert "| t.yaml | absent | valid_acc_final | — | 90.00 | ±1 | missing |" in text
+    assert "FAILED: outside:valid_acc_final" in text
+
+
+def test_all_inside_passes(tmp_path):
+    table = write_table(tmp_path / "t.yaml", [cell("a", 0.9), cell("b", None)])
+    write_metrics(tmp_path / "m", "a", valid_acc_final=0.9)
+    write_metrics(tmp_path / "m", "b", valid_acc_final=0.1)
+    assert compare([table], tmp_path / "m")["ok"]
+
+
+def test_cli_exit_status_and_outputs(crafted, tmp_path, capsys):
+    table, metrics = crafted
+    out = tmp_path / "results" / "comparison"
+    assert (
+        main(["compare", "--golden", str(table), "--metrics-dir", str(metrics), "--out", str(out)])
+        == 1
+    )
+    assert "FAILED" in capsys.readouterr().out
+    assert json.loads(out.with_suffix(".json").read_text())["ok"] is False
+    assert out.with_suffix(".md").read_text().startswith("| table |")
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ([{"run": "a", "metric": "m", "golden": 0.9}], r"cell 0: missing 'tolerance'"),
+        ([cell("a", 1.5)], r"cell 0 \(a\): golden must be an accuracy in \[0, 1\]"),
+        ([cell("a", "high")], r"cell 0 \(a\): golden must be an accuracy"),
+        ([cell("a", 0.9, rule="roughly")], r"cell 0 \(a\): tolerance.rule must be one of"),
+        ([cell("a", 0.9, points=-1)], r"cell 0 \(a\): tolerance.points must be a number >= 0"),
+        (["just a string"], r"cell 0: expected a mapping"),
+    ],
+)
+def test_malformed_cells_name_the_file(tmp_path, cells, message):
+    table = write_table(tmp_path / "bad.yaml", cells)
+    with pytest.raises(GoldenError, match=rf"bad\.yaml: {message}"):
+        compare([table], tmp_path)
+
+
+def test_missing_provenance_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"source": "x", "cells": []}))
+    with pytest.raises(GoldenError, match="provenance fields missing: recipe, split"):
+        load_table(path)
+
+
+def test_nan_metric_names_the_file(tmp_path):
+    table = write_table(tmp_path / "t.yaml", [cell("a", 0.9)])
+    (tmp_path / "m" / "a").mkdir(parents=True)
+    (tmp_path / "m" / "a" / "metrics.json").write_text('{"valid_acc_final": NaN}')
+    with pytest.raises(GoldenError, match=r"a/metrics\.json: metric 'valid_acc_final' is nan"):
+        compare([table], tmp_path / "m")
+
+
+@pytest.mark.parametrize("name", ["seed.yaml", "paper.yaml", "cpu.yaml"])
+def test_committed_tables_are_valid(name):
+    provenance, cells = load_table(TABLES / name)
+    assert provenance["source"] and cells
+
+
+def test_seed_table_holds_the_reports_numbers():
+    _, cells = load_table(TABLES / "seed.yaml")
+    values = {(c.run, c.metric): c.golden for c in cells}
+    assert values[("seed-v1-n18", "valid_acc_final")] == 0.8984
+    assert values[("seed-v2-n8", "valid_acc_final")] == 0.8662
+    assert values[("seed-v1-n18", "test_acc_chosen")] == 0.8981
+    assert {c.rule for c in cells} == {"two_sided"} and {c.points for c in cells} == {1.0}
+
+
+def test_paper_table_holds_he_et_al_and_no_invented_numbers():
+    _, cells = load_table(TABLES / "paper.yaml")
+    values = {c.run: c.golden for c in cells}
+    assert values["paper-v1-n18"] == 0.9339 and values["paper-v2-n18"] == 0.9454
+    assert values["paper-v1-n3"] == 0.9125
+    assert [r for r, v in values.items() if v is None] == [
+        "paper-v1-n8",
+        "paper-v1-n16",
+        "paper-v2-n8",
+        "paper-v2-n16",
+    ]
+    assert {c.rule for c in cells} == {"one_sided_below"} and {c.points for c in cells} == {0.5}

@@ -1,0 +1,121 @@
+"""Pipeline steps: a run's config from params.yaml, a run's metrics, checkpoint lists."""
+
+import json
+
+import pytest
+import yaml
+
+from resnet_repro.checkpoint import CheckpointError
+from resnet_repro.cli import main
+from resnet_repro.config import ConfigError, make_config
+from resnet_repro.evaluate import parse_checkpoints
+from resnet_repro.pipeline import run_config, run_metrics
+from resnet_repro.train import train
+
+
+def params_file(tmp_path, runs, defaults=None):
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"data": {"dest": "somewhere"}, "train_defaults": defaults or {}, "runs": runs}
+        )
+    )
+    return path
+
+
+def test_run_config_overlays_defaults_run_and_recipe(tmp_path):
+    path = params_file(
+        tmp_path,
+        {"a": {"recipe": "seed", "version": 2, "resnet_size": 8, "eval_checkpoints": "1:2:1"}},
+        defaults={"device": "cpu", "epochs": 3},
+    )
+    config = run_config(path, "a")
+    assert config == make_config(
+        "seed", version=2, resnet_size=8, device="cpu", epochs=3, data="somewhere"
+    )
+
+
+def test_run_config_errors(tmp_path):
+    path = params_file(tmp_path, {"a": {"version": 7}})
+    with pytest.raises(ConfigError, match=r"no run 'b'; runs are \['a'\]"):
+        run_config(path, "b")
+    with pytest.raises(ConfigError, match=r"run a: version must be one of"):
+        run_config(path, "a")
+    with pytest.raises(ConfigError, match="cannot read params"):
+        run_config(tmp_path / "nowhere.yaml", "a")
+
+
+def test_full_study_params_hold_the_seed_and_paper_grids():
+    from pathlib import Path
+
+    params = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
+    runs = params["runs"]
+    grid = {(r["recipe"], r["version"], r["resnet_size"]) for r in runs.values()}
+    for recipe in ("seed", "paper"):
+        for version in (1, 2):
+            for size in (8, 16, 18):
+                assert (recipe, version, size) in grid
+    assert {("paper", 1, n) for n in (3, 5, 7, 9)} <= grid
+    for name in runs:
+        run_config(Path(__file__).parents[2] / "params.yaml", name)
+
+
+def test_parse_checkpoints():
+    assert parse_checkpoints("160:200:10") == [160, 170, 180, 190, 200]
+    assert parse_checkpoints("160:180:10,182") == [160, 170, 180, 182]
+    assert parse_checkpoints("5") == [5]
+    with pytest.raises(ValueError, match="expected START:STOP:STEP"):
+        parse_checkpoints("160-200")
+
+
+def test_run_metrics_and_errors(fake_archive, tmp_path):
+    config = make_config(
+        "paper",
+        version=1,
+        resnet_size=1,
+        epochs=3,
+        batch_size=32,
+        lr=0.05,
+        data=str(fake_archive),
+        valid_fraction=0.2,
+        device="cpu",
+        checkpoint_every=1,
+    )
+    history = train(config, tmp_path / "run", echo=False)
+    metrics = run_metrics(tmp_path / "run", "1:3:1", tmp_path / "out", device="cpu")
+    assert metrics["valid_acc"] == {str(h["epoch"]): h["valid_acc"] for h in history}
+    assert metrics["valid_acc_final"] == history[-1]["valid_acc"]
+    assert metrics["final_epoch"] == 3
+    best = max(history, key=lambda h: (h["valid_acc"], h["epoch"]))
+    assert metrics["chosen_epoch"] == best["epoch"]
+    assert json.loads((tmp_path / "out/metrics.json").read_text()) == metrics
+    assert (tmp_path / "out/history.csv").read_text().startswith("epoch,step,train_loss")
+    with pytest.raises(CheckpointError, match=r"no checkpoint model-9.ckpt \(found: model-1"):
+        run_metrics(tmp_path / "run", "9", tmp_path / "out", device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"empty: no checkpoint model-1.ckpt \(found: none"):
+        run_metrics(tmp_path / "empty", "1", tmp_path / "out", device="cpu")
+
+
+def test_cli_train_from_grid(fake_archive, tmp_path, capsys):
+    path = params_file(
+        tmp_path,
+        {
+            "tiny": {
+                "version": 1,
+                "resnet_size": 1,
+                "epochs": 1,
+                "batch_size": 32,
+                "valid_fraction": 0.2,
+                "device": "cpu",
+                "eval_checkpoints": "1",
+            }
+        },
+    )
+    params = yaml.safe_load(path.read_text())
+    params["data"]["dest"] = str(fake_archive)
+    path.write_text(yaml.safe_dump(params))
+    assert main(["train", "--grid", str(path), "--run", "tiny", "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r/model-1.ckpt").is_file()
+    assert main(["train", "--grid", str(path), "--out", str(tmp_path / "s")]) == 1
+    assert "--grid and --run go together" in capsys.readouterr().err
