@@ -22,8 +22,12 @@ import pytest
 import torch
 
 BASELINES = Path(__file__).parent / "baselines"
-# See benchmarks/results/README.md for the measured spread of five runs that justifies it.
+# A ratio fails the check when it falls more than THRESHOLD below the median of the last
+# KEEP_RUNS stored runs. Five runs on the 2-core CPU machine fell at most 12% below their
+# median, except load_cache (22%: a sub-millisecond cached load against a 1.5 s decode), whose
+# threshold the baseline file raises; see benchmarks/results/README.md.
 THRESHOLD = 0.15
+KEEP_RUNS = 5
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -112,29 +116,55 @@ def compare(benchmark):
     return run
 
 
+def baseline_ratios(doc: dict) -> dict[str, float]:
+    """Median ratio per benchmark over the stored runs."""
+    keys = {k for run in doc.get("runs", []) for k in run}
+    return {k: statistics.median(run[k] for run in doc["runs"] if k in run) for k in keys}
+
+
+def update_baseline(doc: dict, ratios: dict[str, float]) -> dict:
+    runs = [*doc.get("runs", []), dict(sorted(ratios.items()))][-KEEP_RUNS:]
+    return {
+        "machine": machine_class(),
+        "refresh": "nox -s bench -- --update-baselines (keeps the last 5 runs; run it 5 times)",
+        "threshold": doc.get("threshold", THRESHOLD),
+        "thresholds": doc.get("thresholds", {}),
+        "runs": runs,
+    }
+
+
+def regressions(doc: dict, ratios: dict[str, float]) -> list[str]:
+    baseline = baseline_ratios(doc)
+    failed = []
+    for key, ratio in sorted(ratios.items()):
+        threshold = doc.get("thresholds", {}).get(key, doc.get("threshold", THRESHOLD))
+        if key in baseline and ratio < baseline[key] * (1 - threshold):
+            failed.append(f"{key}: {ratio:.2f}x < baseline {baseline[key]:.2f}x - {threshold:.0%}")
+    return failed
+
+
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     if not RATIOS:
         return
     path = BASELINES / f"{machine_class()}.json"
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    doc = json.loads(path.read_text()) if path.exists() else {}
     lines = [f"{k}: {v:.2f}x" for k, v in sorted(RATIOS.items())]
-    if config.getoption("--update-baselines"):
-        BASELINES.mkdir(exist_ok=True)
-        path.write_text(json.dumps(dict(sorted(RATIOS.items())), indent=2) + "\n")
-        lines.append(f"baselines written to {path}")
     if config.getoption("--check"):
-        if not path.exists():
+        if not doc:
             lines.append(f"no baseline for this machine ({path.name}); run --update-baselines")
         else:
-            baseline = json.loads(path.read_text())
-            failed = []
-            for key, ratio in sorted(RATIOS.items()):
-                if key in baseline and ratio < baseline[key] * (1 - THRESHOLD):
-                    failed.append(f"{key}: {ratio:.2f}x < baseline {baseline[key]:.2f}x - 15%")
+            failed = regressions(doc, RATIOS)
             if failed:
                 lines += ["REGRESSION:", *failed]
                 session.exitstatus = 1
+            else:
+                lines.append(f"no regression against {path.name}")
+    if config.getoption("--update-baselines"):
+        BASELINES.mkdir(exist_ok=True)
+        path.write_text(json.dumps(update_baseline(doc, RATIOS), indent=2) + "\n")
+        lines.append(f"baselines updated in {path}")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter:
         reporter.write_sep("-", "speed ratios (ours / same-run reference)")
         for line in lines:
