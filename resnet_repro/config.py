@@ -63,6 +63,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False
+    sync_bn: bool = False  # SyncBatchNorm across torchrun ranks (CUDA only)
     # data and outputs
     data: str = "data"
     cache_dir: str = ""  # "" = beside the batches for a folder, none for an archive

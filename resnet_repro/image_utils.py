@@ -143,11 +143,23 @@ def augment_batch(images: Tensor, generator: torch.Generator) -> Tensor:
         raise ValueError(
             f"generator is on {generator.device}, images on {images.device}: they must match"
         )
-    n = images.shape[0]
+    offsets, flips = draw_crop_flip(images.shape[0], generator)
+    return _crop_flip(images, offsets, flips)
+
+
+def draw_crop_flip(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The random parameters ``augment_batch`` draws for ``n`` images, on the generator's
+    device: offsets ``[n, 2]`` in 0..8 first, then flips ``[n]``."""
     offsets = torch.randint(
-        0, NUM_OFFSETS, (n, 2), generator=generator, device=images.device, dtype=torch.long
+        0, NUM_OFFSETS, (n, 2), generator=generator, device=generator.device, dtype=torch.long
     )
-    flips = torch.rand(n, generator=generator, device=images.device) < 0.5
+    flips = torch.rand(n, generator=generator, device=generator.device) < 0.5
+    return offsets, flips
+
+
+def crop_flip_unchecked(images: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
+    """``crop_flip`` without validation, for the training loop, whose parameters come from
+    ``draw_crop_flip``: validating them would make every step wait on the device."""
     return _crop_flip(images, offsets, flips)
 
 

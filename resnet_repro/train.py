@@ -8,7 +8,8 @@ A run directory holds ``config.yaml`` (the resolved ``TrainConfig``), ``provenan
 Design choices:
 
 * The data set lives on the device as uint8; each step gathers a batch, augments it with
-  ``augment_batch`` and standardizes it there. No per-image Python, no worker processes.
+  the same crop-and-flip as ``augment_batch`` and standardizes it there. No per-image
+  Python, no worker processes.
 * One ``seed`` decides everything random, through three generators derived from it: model
   init, data order (CPU) and augmentation (on the device). The global RNG is never used, and
   every generator state goes into the checkpoint, so a resumed run continues the same streams.
@@ -41,7 +42,7 @@ from resnet_repro import __version__
 from resnet_repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from resnet_repro.config import ConfigError, TrainConfig
 from resnet_repro.data import BATCH_DIR, DataError, load_cifar10, train_valid_split
-from resnet_repro.image_utils import augment_batch, standardize
+from resnet_repro.image_utils import crop_flip_unchecked, draw_crop_flip, standardize
 from resnet_repro.net import ResNet
 
 log = logging.getLogger(__name__)
@@ -134,16 +135,48 @@ def lr_factor(config: TrainConfig, step: int, total_steps: int) -> float:
     return max(0.0, (1.0 - progress) / 0.8)
 
 
-def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    """Full batches plus the remainder, except a remainder of one image (BN cannot train on a
-    batch of one)."""
+def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:
+    """Full batches plus the remainder, unless the remainder would leave a rank fewer than two
+    images (BN cannot train on a batch of one)."""
     full, rest = divmod(n_train, batch_size)
-    return full + (rest >= 2)
+    return full + (rest >= 2 * world_size)
 
 
 def total_steps(config: TrainConfig, n_train: int) -> int:
     steps = config.epochs * steps_per_epoch(n_train, config.batch_size)
     return min(steps, config.max_iters) if config.max_iters else steps
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 when run directly).
+
+    Scaling rule: the global batch is ``config.batch_size`` whatever the world size; each rank
+    takes a contiguous 1/world_size slice of every global batch of the epoch's permutation, and
+    the learning rate follows the config unchanged. Data order and augmentation draws are the
+    same for any world size; BN statistics are per rank (or synchronized with ``sync_bn`` on
+    CUDA) and the gradient reduction order differs, so runs with different world sizes agree
+    to float tolerance per step, not bitwise.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        return cls(
+            int(os.environ.get("RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)),
+        )
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, n: int) -> slice:
+        return slice(self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size)
 
 
 def provenance(config: TrainConfig, device: torch.device, data_md5: str) -> dict[str, Any]:
@@ -194,12 +227,17 @@ class Trainer:
         splits: Splits | None = None,
         progress: bool | None = None,
         echo: bool = True,
+        dist: Distributed | None = None,
     ) -> None:
         self.config = config.validate()
         self.out_dir = Path(out_dir)
+        self.dist = dist if dist is not None else Distributed.from_env()
         self.device = resolve_device(config.device)
+        if self.device.type == "cuda" and self.dist.world_size > 1:
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
         self.progress = progress
-        self.echo = echo
+        self.echo = echo and self.dist.is_main
         self.splits = splits if splits is not None else load_splits(config)
         self._check_data()
         if config.deterministic:
@@ -216,7 +254,12 @@ class Trainer:
         ).to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        # Evaluation runs on rank 0 alone, so it must not go through DDP's collectives.
+        self.eval_forward = torch.compile(self.model) if config.compile else self.model
+        self.forward = self.eval_forward
+        if self.dist.world_size > 1:
+            ddp = self._wrap_distributed()
+            self.forward = torch.compile(ddp) if config.compile else ddp
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.order_gen = torch.Generator().manual_seed(stream_seed(config.seed, "order"))
         self.augment_gen = torch.Generator(device=self.device).manual_seed(
@@ -234,6 +277,20 @@ class Trainer:
         self.y_train = torch.from_numpy(np.array(self.splits.y_train)).to(self.device)
         self.x_valid = self._to_device(self.splits.x_valid)
         self.y_valid = torch.from_numpy(np.array(self.splits.y_valid)).to(self.device)
+
+    def _wrap_distributed(self) -> nn.Module:
+        import torch.distributed as torch_dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        if not torch_dist.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch_dist.init_process_group(backend)
+        if self.config.sync_bn:
+            if self.device.type != "cuda":
+                raise ConfigError("sync_bn needs CUDA: torch's SyncBatchNorm does not run on CPU")
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=device_ids)
 
     def _check_data(self) -> None:
         s, c = self.splits, self.config
@@ -316,21 +373,25 @@ class Trainer:
             )
         else:
             history = []
-        write_history(history_path, history)
-        self.config.save(out / "config.yaml")
-        (out / "provenance.json").write_text(
-            json.dumps(provenance(self.config, self.device, self.splits.source_md5), indent=2)
-        )
+        main = self.dist.is_main  # rank 0 alone writes files
+        if main:
+            write_history(history_path, history)
+            self.config.save(out / "config.yaml")
+            prov = provenance(self.config, self.device, self.splits.source_md5)
+            prov["world_size"] = self.dist.world_size
+            (out / "provenance.json").write_text(json.dumps(prov, indent=2))
         self._say("### Training... ###")
-        per_epoch = steps_per_epoch(self.n_train, self.config.batch_size)
+        per_epoch = steps_per_epoch(self.n_train, self.config.batch_size, self.dist.world_size)
         while self.epoch < self.config.epochs and self.global_step < self.total_steps:
             epoch = self.epoch + 1
             steps = min(per_epoch, self.total_steps - self.global_step)
             start = time.perf_counter()
             train_loss, train_acc, images = self._train_epoch(epoch, steps)
+            self.epoch = epoch
+            if not main:
+                continue
             valid_loss, valid_acc = self.evaluate(self.x_valid, self.y_valid)
             seconds = time.perf_counter() - start
-            self.epoch = epoch
             record = {
                 "epoch": epoch,
                 "step": self.global_step,
@@ -355,7 +416,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, steps: int) -> tuple[float, float, int]:
         self.model.train()
-        bs = self.config.batch_size
+        bs, world = self.config.batch_size, self.dist.world_size
         order = torch.randperm(self.n_train, generator=self.order_gen).to(self.device)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -367,8 +428,13 @@ class Trainer:
         for b in range(steps):
             if b == ESTIMATE_AFTER and self.global_step == ESTIMATE_AFTER:
                 self._estimate_duration(time.perf_counter() - started)
-            idx = order[b * bs : (b + 1) * bs]
-            x = standardize(augment_batch(self.x_train[idx], self.augment_gen))
+            batch = order[b * bs : (b + 1) * bs]
+            # Every rank draws the whole global batch's augmentation, so the draws do not
+            # depend on the world size, and keeps its own slice.
+            offsets, flips = draw_crop_flip(len(batch), self.augment_gen)
+            shard = self.dist.shard(len(batch))
+            idx = batch[shard]
+            x = standardize(crop_flip_unchecked(self.x_train[idx], offsets[shard], flips[shard]))
             y = self.y_train[idx]
             if self.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -376,7 +442,12 @@ class Trainer:
                 logits = self.forward(x)
             loss = self.loss_fn(logits.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if world > 1:
+                # DDP averages gradients over ranks; weighting each rank's mean by its share
+                # of the global batch makes that the global batch's mean gradient.
+                (loss * (len(idx) * world / len(batch))).backward()
+            else:
+                loss.backward()
             self.optimizer.step()
             self.scheduler.step()
             self.global_step += 1
@@ -388,6 +459,19 @@ class Trainer:
             seen += len(idx)
             bar.update()
         bar.close()
+        if world > 1:
+            import torch.distributed as torch_dist
+
+            totals = torch.stack(
+                [
+                    loss_sum,
+                    correct.to(loss_sum.dtype),
+                    torch.tensor(float(seen), device=self.device),
+                ]
+            )
+            torch_dist.all_reduce(totals)
+            torch_dist.all_reduce(bad_step, op=torch_dist.ReduceOp.MAX)
+            loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
         if int(bad_step) >= 0:
             raise TrainingError(
                 f"loss became NaN/inf at epoch {epoch}, step {int(bad_step)}; the last good "
@@ -414,7 +498,7 @@ class Trainer:
         return None if self.progress is None else not self.progress
 
     def evaluate(self, x: Tensor, y: Tensor) -> tuple[float, float]:
-        return evaluate_model(self.forward, x, y, self.config)
+        return evaluate_model(self.eval_forward, x, y, self.config)
 
     def _say(self, line: str) -> None:
         if self.echo:

@@ -1,0 +1,216 @@
+"""DistributedDataParallel on CPU: gloo, 2 processes on loopback, spawned by the tests."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
+
+from resnet_repro.checkpoint import load_checkpoint
+from resnet_repro.config import make_config
+from resnet_repro.data import write_fake_cifar10
+from resnet_repro.image_utils import crop_flip_unchecked, draw_crop_flip, standardize
+from resnet_repro.train import Distributed, Trainer, steps_per_epoch
+
+pytestmark = pytest.mark.skipif(not torch_dist.is_available(), reason="no torch.distributed")
+
+WORLD = 2
+# Per-step agreement with a single process over the same global batches: float32 sums in
+# another order (gloo all-reduce vs one backward), a few ulps per step.
+TOLERANCE = 1e-5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tiny_config(archive, **overrides):
+    values = {
+        "version": 1,
+        "resnet_size": 1,
+        "epochs": 1,
+        "batch_size": 32,
+        "lr": 0.05,
+        "data": str(archive),
+        "valid_fraction": 0.2,
+        "device": "cpu",
+        "checkpoint_every": 1,
+        "milestones": [10_000],
+    }
+    values.update(overrides)
+    return make_config("paper", **values)
+
+
+def weights(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _rank_main(rank, port, archive, out, results):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch_dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    config = tiny_config(archive)
+    trainer = Trainer(config, out, echo=False, progress=False, dist=Distributed(rank, WORLD, rank))
+    mismatches = []
+
+    def compare_ranks(optimizer, args, kwargs):
+        mine = weights(trainer.model)
+        gathered = [torch.empty_like(mine) for _ in range(WORLD)]
+        torch_dist.all_gather(gathered, mine)
+        if not all(torch.equal(g, gathered[0]) for g in gathered):
+            mismatches.append(trainer.global_step)
+
+    trainer.optimizer.register_step_post_hook(compare_ranks)
+    trainer.run()
+    steps = trainer.global_step
+    torch_dist.destroy_process_group()
+    if rank == 0:
+        reference = single_process_reference(config, out.parent / "reference", steps)
+        diff = (weights(trainer.model) - weights(reference.model)).abs().max().item()
+        results.write_text(json.dumps({"mismatches": mismatches, "steps": steps, "diff": diff}))
+
+
+def single_process_reference(config, out, steps):
+    """One process, the same global batches and draws, each batch's gradient accumulated
+    over the ranks' slices (what DDP computes with per-rank BN)."""
+    ref = Trainer(config, out, echo=False, progress=False, dist=Distributed())
+    ref.model.train()
+    order = torch.randperm(ref.n_train, generator=ref.order_gen)
+    bs = config.batch_size
+    for b in range(steps):
+        batch = order[b * bs : (b + 1) * bs]
+        offsets, flips = draw_crop_flip(len(batch), ref.augment_gen)
+        ref.optimizer.zero_grad()
+        for rank in range(WORLD):
+            shard = Distributed(rank, WORLD).shard(len(batch))
+            idx = batch[shard]
+            x = standardize(crop_flip_unchecked(ref.x_train[idx], offsets[shard], flips[shard]))
+            loss = ref.loss_fn(ref.model(x), ref.y_train[idx]) * (len(idx) / len(batch))
+            loss.backward()
+        ref.optimizer.step()
+        ref.scheduler.step()
+    return ref
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ddp") / "fake.tar.gz"
+    return write_fake_cifar10(path, train_per_batch=40, test_size=20, seed=0)
+
+
+@pytest.mark.slow
+def test_two_ranks_agree_every_step_and_match_one_process(archive, tmp_path):
+    results = tmp_path / "results.json"
+    mp.spawn(_rank_main, args=(free_port(), archive, tmp_path / "run", results), nprocs=WORLD)
+    outcome = json.loads(results.read_text())
+    config = tiny_config(archive)
+    assert outcome["steps"] == steps_per_epoch(160, config.batch_size, WORLD) == 5
+    assert outcome["mismatches"] == []
+    assert outcome["diff"] < TOLERANCE
+    assert (tmp_path / "run" / "last.ckpt").is_file()
+
+
+def cli(*args, torchrun=0, env=None, **kwargs):
+    prefix = [sys.executable]
+    if torchrun:
+        prefix += [
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={torchrun}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}",
+        ]
+    return [*prefix, "-m", "resnet_repro", "train", *args]
+
+
+def train_args(archive, out, epochs):
+    return [
+        "--version",
+        "1",
+        "--resnet-size",
+        "1",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "32",
+        "--data",
+        str(archive),
+        "--valid-fraction",
+        "0.2",
+        "--device",
+        "cpu",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        str(out),
+    ]
+
+
+def state_hash(path):
+    state = load_checkpoint(path)["model"]
+    return [state[k].numpy().tobytes() for k in sorted(state)]
+
+
+@pytest.mark.slow
+def test_world_size_one_is_the_plain_path(archive, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # what torchrun sets for its workers
+    subprocess.run(
+        cli(*train_args(archive, tmp_path / "plain", 2)), check=True, env=env, capture_output=True
+    )
+    subprocess.run(
+        cli(*train_args(archive, tmp_path / "one", 2), torchrun=1),
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    assert state_hash(tmp_path / "plain/last.ckpt") == state_hash(tmp_path / "one/last.ckpt")
+
+
+@pytest.mark.slow
+def test_resume_a_two_rank_run_with_one_rank(archive, tmp_path):
+    run = tmp_path / "run"
+    subprocess.run(cli(*train_args(archive, run, 1), torchrun=2), check=True, capture_output=True)
+    assert json.loads((run / "provenance.json").read_text())["world_size"] == 2
+    subprocess.run(cli(*train_args(archive, run, 2), "--resume"), check=True, capture_output=True)
+    epochs = [json.loads(x)["epoch"] for x in (run / "history.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2] and load_checkpoint(run / "last.ckpt")["epoch"] == 2
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_a_killed_rank_stops_the_run_and_keeps_the_checkpoint(tmp_path):
+    archive = write_fake_cifar10(tmp_path / "f.tar.gz", train_per_batch=200, test_size=20, seed=0)
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        cli(*train_args(archive, run, 50), torchrun=2),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (run / "model-1.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    workers = children(proc.pid)
+    assert len(workers) == WORLD
+    os.kill(workers[1], signal.SIGKILL)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "Signal 9 (SIGKILL)" in output or "SIGKILL" in output, output[-2000:]
+    state = load_checkpoint(run / "last.ckpt")
+    assert 1 <= state["epoch"] < 50
+    assert not list(run.glob(".*.tmp"))
