@@ -54,13 +54,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from resnet_repro.pipeline import run_config
+    from resnet_repro.pipeline import load_params, run_config, run_seeds
     from resnet_repro.train import TrainingError, train
 
     try:
         if (args.grid is None) != (args.run is None):
             raise ConfigError("--grid and --run go together")
-        config = run_config(args.grid, args.run) if args.grid else config_from_args(args)
+        if args.grid is not None:
+            # One folder per seed of the grid: OUT/seed-<s>.
+            for seed in run_seeds(load_params(args.grid), args.grid):
+                config = run_config(args.grid, args.run, seed)
+                train(config, args.out / f"seed-{seed}", resume=args.resume)
+            return 0
+        config = config_from_args(args)
         train(config, args.out, resume=args.resume)
     except (*USER_ERRORS, TrainingError) as e:
         return fail("train", e)
@@ -74,9 +80,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         if args.metrics_dir is not None:
             m = run_metrics(args.run, args.checkpoints, args.metrics_dir, device=args.device)
+            seeds = f" (mean of {len(m['seeds'])} seeds)" if "seeds" in m else ""
             print(
-                f"{args.run}: chosen checkpoint {m['chosen_epoch']}, "
-                f"valid {m['valid_acc_chosen']:.4f}, test {m['test_acc_chosen']:.4f}"
+                f"{args.run}: final checkpoint valid {m['valid_acc_final']:.4f}, "
+                f"test {m['test_acc_final']:.4f}{seeds}"
             )
             return 0
         epochs = parse_checkpoints(args.checkpoints)
@@ -132,9 +139,9 @@ def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
 def run_cpu_golden(args: argparse.Namespace) -> int:
     from resnet_repro.pipeline import make_cpu_golden
 
-    if args.scratch.exists() and any(args.scratch.iterdir()):
-        return fail("cpu-golden", ValueError(f"{args.scratch} is not empty"))
-    make_cpu_golden(args.repo.resolve(), args.scratch, args.seeds, args.out)
+    if args.workdir.exists() and any(args.workdir.iterdir()):
+        return fail("cpu-golden", ValueError(f"{args.workdir} is not empty"))
+    make_cpu_golden(args.repo.resolve(), args.workdir, args.seeds, args.out)
     print(f"golden table written to {args.out}")
     return 0
 
@@ -284,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     golden.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     golden.add_argument("--out", type=Path, default=Path("tests/golden/tables/cpu.yaml"))
-    golden.add_argument("--scratch", type=Path, required=True, help="an empty or new folder")
+    golden.add_argument("--workdir", type=Path, required=True, help="an empty or new folder")
     golden.add_argument("--repo", type=Path, default=Path("."))
     golden.set_defaults(handler=run_cpu_golden)
 

@@ -445,6 +445,14 @@ def load_cifar10(
     (returned memory-mapped, read-only) together with the source's md5; the cache is rebuilt
     when the source changes. For the official archive the exact counts are checked.
     """
+    return load_cifar10_with_md5(source, cache_dir=cache_dir)[0]
+
+
+def load_cifar10_with_md5(
+    source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], str]:
+    """``load_cifar10``'s arrays and the md5 of their source (the archive's, as recorded by
+    fetch for a folder, or computed over the batch files)."""
     source = Path(source)
     if not source.exists():
         raise DataError(f"{source}: no such file or folder")
@@ -467,7 +475,7 @@ def load_cifar10(
         _check_official_counts(source, arrays)
     if cache is not None:
         _write_cache(cache, arrays, source_md5, _fingerprint(source))
-    return arrays
+    return arrays, source_md5
 
 
 def _check_official_counts(source: Path, arrays: tuple[np.ndarray, ...]) -> None:
@@ -500,28 +508,35 @@ def _fingerprint(source: Path) -> dict:
     }
 
 
-def _load_cache(cache: Path, source: Path) -> tuple[np.ndarray, ...] | None:
+def _load_cache(cache: Path, source: Path) -> tuple[tuple[np.ndarray, ...], str] | None:
     try:
         meta = json.loads((cache / "meta.json").read_text())
     except (OSError, ValueError):
         return None
     if meta.get("fingerprint") != _fingerprint(source):
         return None
+    md5 = meta.get("source_md5", "")
     try:
-        return tuple(np.load(cache / f"{n}.npy", mmap_mode="r") for n in ARRAY_NAMES)
+        arrays = tuple(np.load(cache / f"{n}-{md5}.npy", mmap_mode="r") for n in ARRAY_NAMES)
     except (OSError, ValueError):
         return None
+    return arrays, md5
 
 
 def _write_cache(cache: Path, arrays: tuple[np.ndarray, ...], source_md5: str, fp: dict) -> None:
+    """Array files named after the source's md5, then meta.json pointing at them, each written
+    atomically: processes filling the same cache at once write identical files, and a reader
+    sees either the old or the new meta, with the files it names."""
     cache.mkdir(parents=True, exist_ok=True)
-    (cache / "meta.json").unlink(missing_ok=True)  # the cache is invalid until meta is back
     for name, array in zip(ARRAY_NAMES, arrays, strict=True):
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(array))
-        _write_atomic(cache / f"{name}.npy", buf.getvalue())
+        _write_atomic(cache / f"{name}-{source_md5}.npy", buf.getvalue())
     meta = {"source_md5": source_md5, "fingerprint": fp}
     _write_atomic(cache / "meta.json", json.dumps(meta, indent=2).encode())
+    for stale in cache.glob("*.npy"):
+        if not stale.name.endswith(f"-{source_md5}.npy"):
+            stale.unlink(missing_ok=True)
 
 
 def train_valid_split(

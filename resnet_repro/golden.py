@@ -9,7 +9,8 @@ runs per cell) and a list of cells. Each cell names a run of the grid, a metric 
 * ``one_sided_below``: ``measured >= golden - points`` (no worse than ``points`` below).
 
 ``compare`` gives every cell a verdict (pass, fail, missing, no reference). Missing metrics
-are failures: a cell is never passed silently.
+are failures: a cell is never passed silently. Runs trained with several seeds are compared
+by their mean; the table shows the standard deviation across seeds beside it.
 """
 
 from __future__ import annotations
@@ -122,13 +123,15 @@ def compare(tables: list[Path], metrics_dir: Path) -> dict[str, Any]:
         provenance[Path(table).name] = prov
         for cell in cells:
             path = metrics_dir / cell.run / "metrics.json"
-            measured = load_metrics(path).get(cell.metric) if path.exists() else None
+            metrics = load_metrics(path) if path.exists() else {}
+            measured = metrics.get(cell.metric)
             rows.append(
                 {
                     "table": cell.table,
                     "run": cell.run,
                     "metric": cell.metric,
                     "measured": measured,
+                    "spread": metrics.get(f"{cell.metric}_std"),
                     "golden": cell.golden,
                     "rule": cell.rule,
                     "points": cell.points,
@@ -149,8 +152,11 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for r in result["rows"]:
         tol = f"±{r['points']:g}" if r["rule"] == "two_sided" else f"≥ −{r['points']:g}"
+        measured = pct(r["measured"])
+        if r.get("spread") is not None:
+            measured += f" ± {100 * r['spread']:.2f}"
         lines.append(
-            f"| {r['table']} | {r['run']} | {r['metric']} | {pct(r['measured'])} | "
+            f"| {r['table']} | {r['run']} | {r['metric']} | {measured} | "
             f"{pct(r['golden'])} | {tol} | {r['verdict']} |"
         )
     status = "all cells pass" if result["ok"] else f"FAILED: {', '.join(result['failed'])}"

@@ -39,9 +39,22 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return params
 
 
-def run_config(params_path: str | Path, run: str) -> TrainConfig:
+def run_seeds(params: dict[str, Any], where: str | Path = "params.yaml") -> list[int]:
+    """The seeds every run of the grid is trained with (``seeds``; [0] when absent)."""
+    seeds = params.get("seeds", [0])
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise ConfigError(f"{where}: seeds must be a non-empty list of distinct integers")
+    return seeds
+
+
+def run_config(params_path: str | Path, run: str, seed: int = 0) -> TrainConfig:
     """``train_defaults`` overlaid with ``runs[run]`` (pipeline-only keys removed), with the
-    data folder of ``data.dest``, through the run's recipe."""
+    data folder of ``data.dest`` and ``seed``, through the run's recipe."""
     params = load_params(params_path)
     if run not in params["runs"]:
         raise ConfigError(f"{params_path}: no run {run!r}; runs are {sorted(params['runs'])}")
@@ -49,6 +62,7 @@ def run_config(params_path: str | Path, run: str) -> TrainConfig:
     for key in PIPELINE_KEYS:
         values.pop(key, None)
     values["data"] = str(params.get("data", {}).get("dest", "data"))
+    values["seed"] = seed
     recipe = values.pop("recipe", "paper")
     try:
         return make_config(recipe, **values)
@@ -56,14 +70,12 @@ def run_config(params_path: str | Path, run: str) -> TrainConfig:
         raise ConfigError(f"{params_path}: run {run}: {e}") from e
 
 
-def run_metrics(
-    run_dir: str | Path, checkpoints: str, out_dir: str | Path, *, device: str = "auto"
-) -> dict[str, Any]:
-    """Validation accuracy of each listed checkpoint, test accuracy of the chosen one (best
-    validation, latest on ties) and of the final one; writes ``out_dir/metrics.json`` and the
-    learning curves ``out_dir/history.csv``."""
-    run, out = Path(run_dir), Path(out_dir)
-    epochs = parse_checkpoints(checkpoints)
+SUMMARY = ("valid_acc_final", "valid_acc_chosen", "test_acc_chosen", "test_acc_final")
+
+
+def seed_metrics(run: Path, epochs: list[int], device: str) -> dict[str, Any]:
+    """One trained run directory: validation accuracy of each listed checkpoint, test accuracy
+    of the chosen one (best validation, latest on ties) and of the final one."""
     paths = dict(zip(epochs, checkpoint_paths(run, epochs), strict=True))
     data, md5 = load_eval_data(run, None, resolve_device(device))
     valid = {e: accuracy(p, *data["valid"])[1] for e, p in paths.items()}
@@ -71,7 +83,7 @@ def run_metrics(
     final = max(epochs)
     test_chosen = accuracy(paths[chosen], *data["test"])[1]
     test_final = test_chosen if final == chosen else accuracy(paths[final], *data["test"])[1]
-    metrics = {
+    return {
         "valid_acc_final": valid[final],
         "valid_acc_chosen": valid[chosen],
         "test_acc_chosen": test_chosen,
@@ -81,15 +93,46 @@ def run_metrics(
         "valid_acc": {str(e): a for e, a in valid.items()},
         "data_md5": md5,
     }
+
+
+def run_metrics(
+    run_dir: str | Path, checkpoints: str, out_dir: str | Path, *, device: str = "auto"
+) -> dict[str, Any]:
+    """Metrics of a run for the comparison, written to ``out_dir/metrics.json``, and its
+    learning curves to ``out_dir/history.csv``.
+
+    A run trained with several seeds holds one ``seed-<s>`` folder per seed: each summary
+    metric is then the mean over seeds, with ``<metric>_std`` (sample standard deviation) and
+    the per-seed values under ``seeds``; the curves are per-epoch means.
+    """
+    run, out = Path(run_dir), Path(out_dir)
+    epochs = parse_checkpoints(checkpoints)
+    folders = sorted(run.glob("seed-*"), key=lambda p: int(p.name.removeprefix("seed-")))
+    per_seed = {
+        p.name.removeprefix("seed-"): seed_metrics(p, epochs, device) for p in folders or [run]
+    }
+    if not folders:
+        metrics = per_seed.popitem()[1]
+    else:
+        metrics = {k: statistics.fmean(m[k] for m in per_seed.values()) for k in SUMMARY}
+        if len(per_seed) > 1:
+            metrics |= {
+                f"{k}_std": statistics.stdev(m[k] for m in per_seed.values()) for k in SUMMARY
+            }
+        metrics["seeds"] = per_seed
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    history = read_history(run / "history.jsonl")
-    if not history:
-        raise ConfigError(f"{run / 'history.jsonl'}: no training history")
+    histories = [read_history(p / "history.jsonl") for p in folders or [run]]
+    if not all(histories):
+        raise ConfigError(f"{run}: a seed has no training history (history.jsonl)")
+    rows = [
+        {k: statistics.fmean(h[i][k] for h in histories) for k in histories[0][i]}
+        for i in range(min(len(h) for h in histories))
+    ]
     with open(out / "history.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(history)
+        writer.writerows(rows)
     return metrics
 
 
@@ -107,8 +150,8 @@ def run_cpu_pipeline(
     return time.perf_counter() - start
 
 
-def prepare_cpu_workdir(workdir: Path, *, seed: int | None = None) -> None:
-    """Install the CPU-scale params (with the fake archive's md5 filled in, and ``seed`` if
+def prepare_cpu_workdir(workdir: Path, *, seeds: list[int] | None = None) -> None:
+    """Install the CPU-scale params (with the fake archive's md5 filled in, and ``seeds`` if
     given) as params.yaml, write the fake archive and initialize DVC without git."""
     params = load_params(workdir / CPU_PARAMS)
     fake = params["data"]["fake"]
@@ -119,41 +162,37 @@ def prepare_cpu_workdir(workdir: Path, *, seed: int | None = None) -> None:
         seed=fake["seed"],
     )
     text = (workdir / CPU_PARAMS).read_text().replace("FAKE_MD5", md5_of(archive))
-    if seed is not None:
-        text = text.replace("  seed: 0\n", f"  seed: {seed}\n", 1)
+    if seeds is not None:
+        text = text.replace("\nseeds: [0]\n", f"\nseeds: {list(seeds)}\n", 1)
     (workdir / "params.yaml").write_text(text)
+    if run_seeds(load_params(workdir / "params.yaml")) != (seeds or [0]):
+        raise ConfigError(f"{CPU_PARAMS}: expected a line 'seeds: [0]' to replace")
     (workdir / "dvc.lock").unlink(missing_ok=True)
     subprocess.run(["dvc", "init", "--no-scm", "-q"], check=True, cwd=workdir)
 
 
-def make_cpu_golden(repo: Path, scratch: Path, seeds: list[int], out: Path) -> dict[str, Any]:
-    """Run the CPU-scale grid once per seed and write a golden table of the mean of each
+def make_cpu_golden(repo: Path, workdir: Path, seeds: list[int], out: Path) -> dict[str, Any]:
+    """Run the CPU-scale grid with ``seeds`` and write a golden table of the mean of each
     metric, with a two-sided tolerance of 3 standard deviations across seeds (at least 1
     point, which covers the sampling noise of a 300-image validation set)."""
-    values: dict[tuple[str, str], list[float]] = {}
-    for seed in seeds:
-        workdir = scratch / f"seed-{seed}"
-        copy_tracked(repo, workdir)
-        prepare_cpu_workdir(workdir, seed=seed)
-        subprocess.run(
-            ["dvc", "repro", "evaluate"], check=True, cwd=workdir, stdout=subprocess.DEVNULL
-        )
-        for metrics in sorted((workdir / "results" / "runs").glob("*/metrics.json")):
-            m = json.loads(metrics.read_text())
-            for metric in ("valid_acc_final", "test_acc_final"):
-                values.setdefault((metrics.parent.name, metric), []).append(m[metric])
+    copy_tracked(repo, workdir)
+    prepare_cpu_workdir(workdir, seeds=seeds)
+    subprocess.run(["dvc", "repro", "evaluate"], check=True, cwd=workdir, stdout=subprocess.DEVNULL)
     cells = []
-    for (run, metric), vals in sorted(values.items()):
-        spread = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        cells.append(
-            {
-                "run": run,
-                "metric": metric,
-                "golden": round(statistics.fmean(vals), 4),
-                "tolerance": {"rule": "two_sided", "points": round(max(300 * spread, 1.0), 2)},
-                "note": f"seeds {seeds}: " + ", ".join(f"{v:.4f}" for v in vals),
-            }
-        )
+    for path in sorted((workdir / "results" / "runs").glob("*/metrics.json")):
+        per_seed = json.loads(path.read_text())["seeds"]
+        for metric in ("test_acc_final", "valid_acc_final"):
+            vals = [per_seed[str(s)][metric] for s in seeds]
+            spread = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            cells.append(
+                {
+                    "run": path.parent.name,
+                    "metric": metric,
+                    "golden": round(statistics.fmean(vals), 4),
+                    "tolerance": {"rule": "two_sided", "points": round(max(300 * spread, 1.0), 2)},
+                    "note": f"seeds {seeds}: " + ", ".join(f"{v:.4f}" for v in vals),
+                }
+            )
     table = {
         "source": "this code's own CPU-scale runs: resnet-repro cpu-golden --seeds "
         + " ".join(map(str, seeds)),

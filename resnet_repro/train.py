@@ -41,7 +41,7 @@ from tqdm import tqdm
 from resnet_repro import __version__
 from resnet_repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from resnet_repro.config import ConfigError, TrainConfig
-from resnet_repro.data import BATCH_DIR, DataError, load_cifar10, train_valid_split
+from resnet_repro.data import BATCH_DIR, DataError, load_cifar10_with_md5, train_valid_split
 from resnet_repro.image_utils import crop_flip_unchecked, draw_crop_flip, standardize
 from resnet_repro.net import ResNet
 
@@ -75,7 +75,7 @@ def load_splits(config: TrainConfig) -> Splits:
     if cache is None and source.is_dir():
         root = source if (source / BATCH_DIR).is_dir() else source.parent
         cache = root / "npy-cache"
-    x, y, x_test, y_test = load_cifar10(source, cache_dir=cache)
+    (x, y, x_test, y_test), md5 = load_cifar10_with_md5(source, cache_dir=cache)
     if config.valid_fraction > 0:
         split = train_valid_split(x, y, None, valid_fraction=config.valid_fraction)
     else:
@@ -85,16 +85,7 @@ def load_splits(config: TrainConfig) -> Splits:
                 f"training images of {source}; set valid_fraction (e.g. 0.1) for a small data set"
             )
         split = train_valid_split(x, y, config.split_index)
-    meta = json.loads((Path(cache) / "meta.json").read_text()) if cache else {}
-    md5 = meta.get("source_md5") or _md5_of_arrays(x, x_test)
     return Splits(*split, np.asarray(x_test), np.asarray(y_test), md5)
-
-
-def _md5_of_arrays(*arrays: np.ndarray) -> str:
-    digest = hashlib.md5()
-    for a in arrays:
-        digest.update(np.ascontiguousarray(a).data)
-    return digest.hexdigest()
 
 
 def resolve_device(name: str) -> torch.device:

@@ -90,6 +90,14 @@ def test_verdicts_on_crafted_table(crafted):
     assert "FAILED: outside:valid_acc_final" in text
 
 
+def test_mean_of_seeds_is_compared_and_spread_shown(tmp_path):
+    table = write_table(tmp_path / "t.yaml", [cell("a", 0.9)])
+    write_metrics(tmp_path / "m", "a", valid_acc_final=0.905, valid_acc_final_std=0.004)
+    result = compare([table], tmp_path / "m")
+    assert result["ok"] and result["rows"][0]["spread"] == 0.004
+    assert "| 90.50 ± 0.40 |" in markdown(result)
+
+
 def test_all_inside_passes(tmp_path):
     table = write_table(tmp_path / "t.yaml", [cell("a", 0.9), cell("b", None)])
     write_metrics(tmp_path / "m", "a", valid_acc_final=0.9)

@@ -33,7 +33,7 @@ def test_cpu_scale_pipeline(tmp_path):
 
     runs = yaml.safe_load((work / "params.yaml").read_text())["runs"]
     for run in runs:
-        assert (work / "runs" / run / "last.ckpt").is_file()
+        assert (work / "runs" / run / "seed-0" / "last.ckpt").is_file()
         metrics = json.loads((work / "results/runs" / run / "metrics.json").read_text())
         assert 0.1 < metrics["test_acc_final"] <= 1.0
         assert (work / "results/runs" / run / "history.csv").is_file()

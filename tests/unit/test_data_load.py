@@ -192,6 +192,9 @@ def test_cache_is_used_and_rebuilt_when_the_source_changes(tmp_path):
     rebuilt = load_cifar10(archive, cache_dir=cache)
     assert not np.array_equal(rebuilt[0], first[0])
     assert md5_of(archive) in (cache / "meta.json").read_text()
+    assert sorted(p.name for p in cache.glob("*.npy")) == sorted(
+        f"{n}-{md5_of(archive)}.npy" for n in ("x_train", "y_train", "x_test", "y_test")
+    )
 
 
 def test_seed_split():

@@ -35,6 +35,15 @@ def test_run_config_overlays_defaults_run_and_recipe(tmp_path):
     )
 
 
+def test_seeds_are_validated(tmp_path):
+    from resnet_repro.pipeline import run_seeds
+
+    assert run_seeds({}) == [0] and run_seeds({"seeds": [0, 1, 2]}) == [0, 1, 2]
+    for bad in ([], [0, 0], ["1"], 3):
+        with pytest.raises(ConfigError, match="seeds must be a non-empty list"):
+            run_seeds({"seeds": bad})
+
+
 def test_run_config_errors(tmp_path):
     path = params_file(tmp_path, {"a": {"version": 7}})
     with pytest.raises(ConfigError, match=r"no run 'b'; runs are \['a'\]"):
@@ -115,7 +124,14 @@ def test_cli_train_from_grid(fake_archive, tmp_path, capsys):
     params = yaml.safe_load(path.read_text())
     params["data"]["dest"] = str(fake_archive)
     path.write_text(yaml.safe_dump(params))
+    params["seeds"] = [3, 4]
+    path.write_text(yaml.safe_dump(params))
     assert main(["train", "--grid", str(path), "--run", "tiny", "--out", str(tmp_path / "r")]) == 0
-    assert (tmp_path / "r/model-1.ckpt").is_file()
+    assert (tmp_path / "r/seed-3/model-1.ckpt").is_file()
+    assert (tmp_path / "r/seed-4/model-1.ckpt").is_file()
+    metrics = run_metrics(tmp_path / "r", "1", tmp_path / "m", device="cpu")
+    per_seed = [metrics["seeds"][s]["test_acc_final"] for s in ("3", "4")]
+    assert metrics["test_acc_final"] == pytest.approx(sum(per_seed) / 2)
+    assert metrics["test_acc_final_std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2**0.5)
     assert main(["train", "--grid", str(path), "--out", str(tmp_path / "s")]) == 1
     assert "--grid and --run go together" in capsys.readouterr().err
