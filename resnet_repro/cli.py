@@ -121,12 +121,16 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def not_empty(folder: Path) -> bool:
+    return folder.exists() and any(folder.iterdir())
+
+
 def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
     import subprocess
 
     from resnet_repro.pipeline import run_cpu_pipeline
 
-    if args.workdir.exists() and any(args.workdir.iterdir()):
+    if not_empty(args.workdir):
         return fail("cpu-pipeline", ValueError(f"{args.workdir} is not empty"))
     try:
         seconds = run_cpu_pipeline(args.repo.resolve(), args.workdir)
@@ -139,7 +143,7 @@ def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
 def run_cpu_golden(args: argparse.Namespace) -> int:
     from resnet_repro.pipeline import make_cpu_golden
 
-    if args.workdir.exists() and any(args.workdir.iterdir()):
+    if not_empty(args.workdir):
         return fail("cpu-golden", ValueError(f"{args.workdir} is not empty"))
     make_cpu_golden(args.repo.resolve(), args.workdir, args.seeds, args.out)
     print(f"golden table written to {args.out}")

@@ -41,6 +41,8 @@ from urllib.error import HTTPError, URLError
 import numpy as np
 from tqdm import tqdm
 
+from resnet_repro.atomic import write_atomic
+
 log = logging.getLogger(__name__)
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -315,17 +317,7 @@ def _read_source(dest: Path) -> dict:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: f.write(data))
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from resnet_repro import __version__
+from resnet_repro.atomic import write_atomic
 from resnet_repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from resnet_repro.config import ConfigError, TrainConfig
 from resnet_repro.data import BATCH_DIR, DataError, load_cifar10_with_md5, train_valid_split
@@ -543,9 +544,8 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 
 
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
-    os.replace(tmp, path)
+    text = "".join(json.dumps(h) + "\n" for h in history)
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def append_history(path: Path, record: dict[str, Any]) -> None:
