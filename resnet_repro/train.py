@@ -134,8 +134,8 @@ def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:
     return full + (rest >= 2 * world_size)
 
 
-def total_steps(config: TrainConfig, n_train: int) -> int:
-    steps = config.epochs * steps_per_epoch(n_train, config.batch_size)
+def total_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
+    steps = config.epochs * steps_per_epoch(n_train, config.batch_size, world_size)
     return min(steps, config.max_iters) if config.max_iters else steps
 
 
@@ -259,7 +259,7 @@ class Trainer:
         )
         self.optimizer = self._make_optimizer()
         self.n_train = len(self.splits.y_train)
-        self.total_steps = total_steps(config, self.n_train)
+        self.total_steps = total_steps(config, self.n_train, self.dist.world_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(config, step, self.total_steps)
         )
