@@ -20,7 +20,7 @@ from resnet_repro.config import TrainConfig
 from resnet_repro.data import LABEL_NAMES
 from resnet_repro.image_utils import standardize
 from resnet_repro.net import ResNet
-from resnet_repro.train import evaluate_model, load_splits, resolve_device
+from resnet_repro.train import evaluate_model, load_splits, resolve_device, to_device
 
 SPLITS = ("valid", "test", "train")
 
@@ -66,26 +66,20 @@ def model_from_checkpoint(path: Path, device: torch.device) -> tuple[ResNet, Tra
 
 
 def load_eval_data(
-    run: Path, data: str | None, device: torch.device
+    run: Path, data: str | None, device: torch.device, splits: tuple[str, ...]
 ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], str]:
-    """Each split of the data the run was trained on (or ``data``), as device tensors, and
-    the source's md5."""
+    """The requested splits of the data the run was trained on (or ``data``), as device
+    tensors, and the source's md5."""
     config = TrainConfig.load(run / "config.yaml")
     if data is not None:
         config.data = data
-    splits = load_splits(config)
-
-    def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return (
-            torch.from_numpy(np.array(x)).view(-1, 3, 32, 32).to(device),
-            torch.from_numpy(np.array(y)).to(device),
-        )
-
-    return {
-        "valid": tensors(splits.x_valid, splits.y_valid),
-        "test": tensors(splits.x_test, splits.y_test),
-        "train": tensors(splits.x_train, splits.y_train),
-    }, splits.source_md5
+    loaded = load_splits(config)
+    arrays = {
+        "valid": (loaded.x_valid, loaded.y_valid),
+        "test": (loaded.x_test, loaded.y_test),
+        "train": (loaded.x_train, loaded.y_train),
+    }
+    return {name: to_device(*arrays[name], device) for name in splits}, loaded.source_md5
 
 
 def checkpoint_paths(run: Path, epochs: list[int]) -> list[Path]:
@@ -121,7 +115,7 @@ def evaluate_run(
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     paths = checkpoint_paths(run, epochs)
-    data_splits, md5 = load_eval_data(run, data, resolve_device(device))
+    data_splits, md5 = load_eval_data(run, data, resolve_device(device), (split,))
     x, y = data_splits[split]
     results = {}
     if echo:

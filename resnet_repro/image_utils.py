@@ -118,10 +118,12 @@ def crop_flip(images: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
         )
     if n and (offsets.min() < 0 or offsets.max() >= NUM_OFFSETS):
         raise ValueError(f"offsets must lie in 0..{NUM_OFFSETS - 1}")
-    return _crop_flip(images, offsets, flips)
+    return crop_flip_unchecked(images, offsets, flips)
 
 
-def _crop_flip(images: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
+def crop_flip_unchecked(images: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
+    """``crop_flip`` without validation, for the training loop, whose parameters come from
+    ``draw_crop_flip``: validating them would make every step wait on the device."""
     n = images.shape[0]
     offsets = offsets.to(device=images.device, dtype=torch.long)
     flips = flips.to(images.device)
@@ -144,7 +146,7 @@ def augment_batch(images: Tensor, generator: torch.Generator) -> Tensor:
             f"generator is on {generator.device}, images on {images.device}: they must match"
         )
     offsets, flips = draw_crop_flip(images.shape[0], generator)
-    return _crop_flip(images, offsets, flips)
+    return crop_flip_unchecked(images, offsets, flips)
 
 
 def draw_crop_flip(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -155,12 +157,6 @@ def draw_crop_flip(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     )
     flips = torch.rand(n, generator=generator, device=generator.device) < 0.5
     return offsets, flips
-
-
-def crop_flip_unchecked(images: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
-    """``crop_flip`` without validation, for the training loop, whose parameters come from
-    ``draw_crop_flip``: validating them would make every step wait on the device."""
-    return _crop_flip(images, offsets, flips)
 
 
 def standardize(images: Tensor) -> Tensor:

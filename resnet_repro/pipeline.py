@@ -77,7 +77,7 @@ def seed_metrics(run: Path, epochs: list[int], device: str) -> dict[str, Any]:
     """One trained run directory: validation accuracy of each listed checkpoint, test accuracy
     of the chosen one (best validation, latest on ties) and of the final one."""
     paths = dict(zip(epochs, checkpoint_paths(run, epochs), strict=True))
-    data, md5 = load_eval_data(run, None, resolve_device(device))
+    data, md5 = load_eval_data(run, None, resolve_device(device), ("valid", "test"))
     valid = {e: accuracy(p, *data["valid"])[1] for e, p in paths.items()}
     chosen = max(epochs, key=lambda e: (valid[e], e))
     final = max(epochs)

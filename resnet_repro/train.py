@@ -89,6 +89,15 @@ def load_splits(config: TrainConfig) -> Splits:
     return Splits(*split, np.asarray(x_test), np.asarray(y_test), md5)
 
 
+def to_device(x: np.ndarray, y: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor]:
+    """uint8 rows ``[N, 3072]`` as images ``[N, 3, 32, 32]`` and int64 labels on ``device``.
+    ``np.array`` copies a read-only memory-mapped cache into writable memory torch accepts."""
+    return (
+        torch.from_numpy(np.array(x)).view(-1, 3, 32, 32).to(device),
+        torch.from_numpy(np.array(y)).to(device),
+    )
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
@@ -265,10 +274,9 @@ class Trainer:
         )
         self.epoch = 0
         self.global_step = 0
-        self.x_train = self._to_device(self.splits.x_train)
-        self.y_train = torch.from_numpy(np.array(self.splits.y_train)).to(self.device)
-        self.x_valid = self._to_device(self.splits.x_valid)
-        self.y_valid = torch.from_numpy(np.array(self.splits.y_valid)).to(self.device)
+        s = self.splits
+        self.x_train, self.y_train = to_device(s.x_train, s.y_train, self.device)
+        self.x_valid, self.y_valid = to_device(s.x_valid, s.y_valid, self.device)
 
     def _wrap_distributed(self) -> nn.Module:
         import torch.distributed as torch_dist
@@ -298,10 +306,6 @@ class Trainer:
                 raise DataError(
                     f"{name} labels span {y.min()}..{y.max()}, outside 0..{c.num_classes - 1}"
                 )
-
-    def _to_device(self, x: np.ndarray) -> Tensor:
-        # np.array copies a read-only memory-mapped cache into writable memory torch accepts.
-        return torch.from_numpy(np.array(x)).view(-1, 3, 32, 32).to(self.device)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
