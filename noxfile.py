@@ -52,8 +52,9 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def pipeline(session: nox.Session) -> None:
-    """The whole DVC pipeline at CPU scale (fake archive, tiny networks, few epochs), run in a
-    scratch copy of the repository so that params.yaml and dvc.lock stay untouched."""
+    """The whole DVC pipeline at CPU scale (fake archive, tiny networks, few epochs): `dvc repro`
+    in a git clone of the committed repository, so that params.yaml and dvc.lock stay
+    untouched and what runs is what a new user gets."""
     install(session, "pipeline")
     workdir = Path(session.create_tmp()) / "cpu-pipeline"
     shutil.rmtree(workdir, ignore_errors=True)

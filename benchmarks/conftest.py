@@ -56,6 +56,12 @@ def pytest_addoption(parser):
     group = parser.getgroup("resnet_repro")
     group.addoption("--check", action="store_true", help="fail when a ratio regresses")
     group.addoption("--update-baselines", action="store_true", help="store this run's ratios")
+    group.addoption(
+        "--baselines-dir",
+        type=Path,
+        default=BASELINES,
+        help="folder of the per-machine baseline files (benchmarks/baselines)",
+    )
 
 
 RATIOS: dict[str, float] = {}
@@ -147,12 +153,17 @@ def pytest_sessionfinish(session, exitstatus):
     config = session.config
     if not RATIOS:
         return
-    path = BASELINES / f"{machine_class()}.json"
+    path = config.getoption("--baselines-dir") / f"{machine_class()}.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     lines = [f"{k}: {v:.2f}x" for k, v in sorted(RATIOS.items())]
     if config.getoption("--check"):
         if not doc:
-            lines.append(f"no baseline for this machine ({path.name}); run --update-baselines")
+            # A check against nothing must not pass: a new machine class needs a baseline first.
+            lines.append(
+                f"NO BASELINE for this machine class: {path} does not exist. Create it with "
+                "`nox -s bench -- --update-baselines` (run it 5 times: the check uses the median)"
+            )
+            session.exitstatus = 1
         else:
             failed = regressions(doc, RATIOS)
             if failed:
@@ -161,7 +172,7 @@ def pytest_sessionfinish(session, exitstatus):
             else:
                 lines.append(f"no regression against {path.name}")
     if config.getoption("--update-baselines"):
-        BASELINES.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(update_baseline(doc, RATIOS), indent=2) + "\n")
         lines.append(f"baselines updated in {path}")
     reporter = config.pluginmanager.get_plugin("terminalreporter")

@@ -54,17 +54,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from resnet_repro.pipeline import load_params, run_config, run_seeds
+    from resnet_repro.pipeline import train_grid_run
     from resnet_repro.train import TrainingError, train
 
     try:
         if (args.grid is None) != (args.run is None):
             raise ConfigError("--grid and --run go together")
         if args.grid is not None:
-            # One folder per seed of the grid: OUT/seed-<s>.
-            for seed in run_seeds(load_params(args.grid), args.grid):
-                config = run_config(args.grid, args.run, seed)
-                train(config, args.out / f"seed-{seed}", resume=args.resume)
+            train_grid_run(args.grid, args.run, args.out)
             return 0
         config = config_from_args(args)
         train(config, args.out, resume=args.resume)
@@ -280,9 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cpu = commands.add_parser(
         "cpu-pipeline",
-        help="run the whole DVC pipeline at CPU scale in a scratch copy of this repository",
-        description="Copy the repository's tracked files to WORKDIR, install "
-        "pipeline/params-cpu.yaml as params.yaml and run dvc repro there.",
+        help="run the whole DVC pipeline at CPU scale in a git clone of this repository",
+        description="git clone the repository (its committed state) into WORKDIR, install "
+        "pipeline/params-cpu.yaml as params.yaml with a fake archive, and run dvc repro there.",
     )
     cpu.add_argument("--workdir", type=Path, required=True, help="an empty or new folder")
     cpu.add_argument("--repo", type=Path, default=Path("."), help="the repository (.)")

@@ -1,5 +1,5 @@
 """The reproduction pipeline's steps that DVC runs: one run's config from ``params.yaml``, a
-run's metrics for the comparison, and the CPU-scale pipeline in a scratch copy of the repo.
+run's metrics for the comparison, and the CPU-scale pipeline in a git clone of the repo.
 
 ``params.yaml`` holds ``data`` (where the archive comes from), ``train_defaults`` (config
 fields shared by every run), ``runs`` (one entry per run: config fields plus
@@ -20,10 +20,11 @@ from typing import Any
 
 import yaml
 
+from resnet_repro.checkpoint import CheckpointError, load_checkpoint
 from resnet_repro.config import ConfigError, TrainConfig, make_config
 from resnet_repro.data import md5_of, write_fake_cifar10
 from resnet_repro.evaluate import accuracy, checkpoint_paths, load_eval_data, parse_checkpoints
-from resnet_repro.train import read_history, resolve_device
+from resnet_repro.train import code_digest, load_splits, read_history, resolve_device, train
 
 PIPELINE_KEYS = ("eval_checkpoints",)
 CPU_PARAMS = Path("pipeline") / "params-cpu.yaml"
@@ -50,6 +51,56 @@ def run_seeds(params: dict[str, Any], where: str | Path = "params.yaml") -> list
     ):
         raise ConfigError(f"{where}: seeds must be a non-empty list of distinct integers")
     return seeds
+
+
+def train_grid_run(params_path: str | Path, run: str, out: str | Path) -> None:
+    """The train stage of ``run``: one folder per seed, ``out/seed-<s>``.
+
+    The stage's output persists across ``dvc repro`` (``persist: true``), so that a killed
+    pipeline continues where it stopped instead of restarting a 200-epoch run. A seed folder is
+    continued only when its ``last.ckpt`` was written with the same config, the same code and
+    the same data, which is exactly the case where DVC itself would have nothing new to train;
+    otherwise DVC re-runs the stage because something changed, and the folder starts afresh, as
+    DVC does for a stage whose output does not persist.
+    """
+    out = Path(out)
+    for seed in run_seeds(load_params(params_path), params_path):
+        config = run_config(params_path, run, seed)
+        folder = out / f"seed-{seed}"
+        splits = load_splits(config)
+        resume = continues_interrupted_run(folder, config, splits.source_md5)
+        train(config, folder, resume=resume, splits=splits)
+
+
+def continues_interrupted_run(folder: Path, config: TrainConfig, data_md5: str) -> bool:
+    """True when ``folder`` holds a run of this config, code and data to continue; a folder
+    holding anything else is removed (with a line saying why)."""
+    if not folder.exists():
+        return False
+    last = folder / "last.ckpt"
+    why = "it holds no last.ckpt"
+    if last.is_file():
+        try:
+            state = load_checkpoint(last)
+        except CheckpointError as e:
+            why = f"its last.ckpt is unreadable ({e})"
+        else:
+            changed = [
+                name
+                for name, saved, now in (
+                    ("config", state.get("config"), config.to_dict()),
+                    ("code", state.get("code_digest"), code_digest()),
+                    ("data", state.get("data_md5"), data_md5),
+                )
+                if saved != now
+            ]
+            if not changed:
+                print(f"{folder}: continuing the interrupted run from epoch {state['epoch']}")
+                return True
+            why = f"it was trained with another {' and '.join(changed)}"
+    print(f"{folder}: starting afresh, since {why}")
+    shutil.rmtree(folder)
+    return False
 
 
 def run_config(params_path: str | Path, run: str, seed: int = 0) -> TrainConfig:
@@ -139,10 +190,11 @@ def run_metrics(
 def run_cpu_pipeline(
     repo: Path, workdir: Path, *, echo: bool = True, targets: tuple[str, ...] = ()
 ) -> float:
-    """Run ``dvc repro`` at CPU scale in ``workdir``, a fresh copy of ``repo``'s tracked files
-    with ``pipeline/params-cpu.yaml`` as ``params.yaml``; the repository's own params.yaml
-    and dvc.lock are never touched. Returns the wall time of ``dvc repro`` in seconds."""
-    copy_tracked(repo, workdir)
+    """Run ``dvc repro`` at CPU scale in ``workdir``, a ``git clone`` of ``repo`` (its committed
+    state, as a new user gets it) with ``pipeline/params-cpu.yaml`` as ``params.yaml``; the
+    repository's own params.yaml and dvc.lock are never touched. Returns the wall time of
+    ``dvc repro`` in seconds."""
+    clone(repo, workdir)
     prepare_cpu_workdir(workdir)
     start = time.perf_counter()
     out = None if echo else subprocess.DEVNULL
@@ -150,9 +202,27 @@ def run_cpu_pipeline(
     return time.perf_counter() - start
 
 
+def clone(repo: Path, dest: Path) -> None:
+    """``git clone`` of ``repo`` into ``dest``: what is committed, nothing else."""
+    try:
+        subprocess.run(
+            ["git", "clone", "--quiet", str(repo), str(dest)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    except FileNotFoundError as e:
+        raise ConfigError("git is not installed; the CPU-scale pipeline runs in a git clone") from e
+    except subprocess.CalledProcessError as e:
+        raise ConfigError(
+            f"cannot git clone {repo} (the CPU-scale pipeline runs in a clone of the committed "
+            f"repository): {e.stderr.strip()}"
+        ) from e
+
+
 def prepare_cpu_workdir(workdir: Path, *, seeds: list[int] | None = None) -> None:
     """Install the CPU-scale params (with the fake archive's md5 filled in, and ``seeds`` if
-    given) as params.yaml, write the fake archive and initialize DVC without git."""
+    given) as params.yaml and write the fake archive where they point."""
     params = load_params(workdir / CPU_PARAMS)
     fake = params["data"]["fake"]
     archive = write_fake_cifar10(
@@ -168,14 +238,13 @@ def prepare_cpu_workdir(workdir: Path, *, seeds: list[int] | None = None) -> Non
     if run_seeds(load_params(workdir / "params.yaml")) != (seeds or [0]):
         raise ConfigError(f"{CPU_PARAMS}: expected a line 'seeds: [0]' to replace")
     (workdir / "dvc.lock").unlink(missing_ok=True)
-    subprocess.run(["dvc", "init", "--no-scm", "-q"], check=True, cwd=workdir)
 
 
 def make_cpu_golden(repo: Path, workdir: Path, seeds: list[int], out: Path) -> dict[str, Any]:
     """Run the CPU-scale grid with ``seeds`` and write a golden table of the mean of each
     metric, with a two-sided tolerance of 3 standard deviations across seeds (at least 1
     point, which covers the sampling noise of a 300-image validation set)."""
-    copy_tracked(repo, workdir)
+    clone(repo, workdir)
     prepare_cpu_workdir(workdir, seeds=seeds)
     subprocess.run(["dvc", "repro", "evaluate"], check=True, cwd=workdir, stdout=subprocess.DEVNULL)
     cells = []
@@ -205,24 +274,3 @@ def make_cpu_golden(repo: Path, workdir: Path, seeds: list[int], out: Path) -> d
     }
     out.write_text(yaml.safe_dump(table, sort_keys=False, width=100))
     return table
-
-
-def copy_tracked(repo: Path, dest: Path) -> None:
-    """The files git tracks (or, outside git, the project's own folders) copied to ``dest``."""
-    try:
-        listed = (
-            subprocess.run(["git", "ls-files", "-z"], cwd=repo, check=True, capture_output=True)
-            .stdout.decode()
-            .split("\0")
-        )
-        files = [f for f in listed if f and (repo / f).is_file()]
-    except (OSError, subprocess.CalledProcessError):
-        files = [
-            str(p.relative_to(repo))
-            for p in repo.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(repo).parts)
-        ]
-    for name in files:
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(repo / name, target)

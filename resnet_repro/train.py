@@ -208,6 +208,23 @@ def provenance(config: TrainConfig, device: torch.device, data_md5: str) -> dict
     }
 
 
+def compiled(module: nn.Module) -> nn.Module:
+    """``torch.compile`` with static shapes. With automatic dynamic shapes the kernels a batch
+    size gets depend on which sizes the process saw before (the epoch's last, smaller batch
+    turns the batch dimension dynamic), so a resumed process would compute with other kernels
+    than an uninterrupted one; static shapes make each size's kernels independent of history."""
+    return torch.compile(module, dynamic=False)
+
+
+def code_digest() -> str:
+    """sha256 over this package's source files: the code a checkpoint was trained with, so a
+    pipeline stage continues an interrupted run only with the same code."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def set_deterministic(device: torch.device) -> None:
     """Deterministic kernels on CUDA. What still varies: results differ across GPU models,
     driver/CUDA/cuDNN and torch versions, and between CPU and GPU."""
@@ -256,11 +273,11 @@ class Trainer:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # Evaluation runs on rank 0 alone, so it must not go through DDP's collectives.
-        self.eval_forward = torch.compile(self.model) if config.compile else self.model
+        self.eval_forward = compiled(self.model) if config.compile else self.model
         self.forward = self.eval_forward
         if self.dist.world_size > 1:
             ddp = self._wrap_distributed()
-            self.forward = torch.compile(ddp) if config.compile else ddp
+            self.forward = compiled(ddp) if config.compile else ddp
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.order_gen = torch.Generator().manual_seed(stream_seed(config.seed, "order"))
         self.augment_gen = torch.Generator(device=self.device).manual_seed(
@@ -334,17 +351,30 @@ class Trainer:
             },
             "config": self.config.to_dict(),
             "package_version": __version__,
+            "code_digest": code_digest(),
+            "data_md5": self.splits.source_md5,
+            # CPU and CUDA generators are different streams: a run resumes on its device type.
+            "device_type": self.device.type,
         }
 
     def restore(self, path: Path) -> None:
         state = load_checkpoint(path)
         check_architecture(state, self.config, path)
+        saved_device = state.get("device_type", "cpu")
+        if saved_device != self.device.type:
+            raise CheckpointError(
+                f"{path}: written by a run on {saved_device}, but this run is on "
+                f"{self.device.type}; the augmentation's random stream differs between device "
+                f"types, so the run cannot continue bitwise here. Resume with --device "
+                f"{saved_device}, or start a new run in another folder"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.order_gen.set_state(state["rng"]["order"])
-            self.augment_gen.set_state(state["rng"]["augment"].to(self.augment_gen.device))
+            # Every generator, a CUDA one included, takes its state as a CPU ByteTensor.
+            self.augment_gen.set_state(state["rng"]["augment"].cpu())
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{path}: does not fit this run ({e})") from e
         self.epoch = int(state["epoch"])
@@ -400,14 +430,17 @@ class Trainer:
                 "images_per_s": images / seconds,
             }
             history.append(record)
-            # History first: a crash between the two leaves an extra line, which a resume drops.
+            # History, then the epoch's checkpoint, then last.ckpt: a kill between any two
+            # leaves last.ckpt at the previous epoch, and the resume redoes this epoch, rewriting
+            # the history line and the epoch's checkpoint (bitwise the same), so none is lost.
             append_history(history_path, record)
-            save_checkpoint(last, self.state())
             self._say(f"Epoch {epoch} Loss {train_loss:.6f} Duration {seconds:.3f} seconds.")
             finished = self.epoch >= self.config.epochs or self.global_step >= self.total_steps
+            state = self.state()
             if epoch % self.config.checkpoint_every == 0 or finished:
-                save_checkpoint(out / f"model-{epoch}.ckpt", self.state())
+                save_checkpoint(out / f"model-{epoch}.ckpt", state)
                 self._say("Checkpoint has been created.")
+            save_checkpoint(last, state)
         return history
 
     def _train_epoch(self, epoch: int, steps: int) -> tuple[float, float, int]:

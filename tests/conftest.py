@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 from resnet_repro.data import write_fake_cifar10
@@ -38,3 +39,24 @@ def real_archive() -> Path:
     if not path.is_file():
         pytest.fail(f"RESNET_REPRO_CIFAR_ARCHIVE={value} does not name a file")
     return path
+
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(
+                not torch.cuda.is_available(),
+                reason="no CUDA device here: the CUDA tier runs on a GPU machine (pytest -m cuda)",
+            ),
+        ],
+    ),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """Each available device in turn: CPU always, CUDA where a GPU is present."""
+    return request.param

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from resnet_repro import checkpoint as checkpoint_module
+from resnet_repro import train as train_module
 from resnet_repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from resnet_repro.config import ConfigError, make_config
 from resnet_repro.data import DataError, write_fake_cifar10
@@ -111,13 +112,13 @@ def test_tiny_run_learns_clearly_above_chance(tmp_path):
 
 def test_evaluate_reproduces_the_training_loop_accuracy(fake_archive, tmp_path, capsys):
     history = train(tiny_config(fake_archive, epochs=2), tmp_path, echo=False)
-    report = evaluate_run(tmp_path, [1, 2], split="valid")
+    report = evaluate_run(tmp_path, [1, 2], split="valid", device="cpu")
     out = capsys.readouterr().out
     assert f"Restored model parameters from {tmp_path / 'model-2.ckpt'}" in out
     assert f"Test accuracy: {history[1]['valid_acc']:.4f}" in out
     for h in history:
         assert report["results"][str(h["epoch"])]["accuracy"] == h["valid_acc"]
-    test = evaluate_run(tmp_path, [2], split="test", echo=False)
+    test = evaluate_run(tmp_path, [2], split="test", device="cpu", echo=False)
     assert test["images"] == 40
     assert json.loads((tmp_path / "eval-test.json").read_text()) == test
 
@@ -166,7 +167,8 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     epoch = load_checkpoint(killed / "last.ckpt")["epoch"]
-    assert 2 <= epoch < 5, "the run must be killed part-way"
+    # model-2.ckpt is written before last.ckpt: the kill may fall between the two.
+    assert 1 <= epoch < 5, "the run must be killed part-way"
     subprocess.run(
         [sys.executable, "-m", "resnet_repro", "train", *args, "--out", str(killed), "--resume"],
         check=True,
@@ -175,6 +177,42 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     assert weights_hash(killed / "last.ckpt") == weights_hash(tmp_path / "whole/last.ckpt")
     epochs = [json.loads(x)["epoch"] for x in (killed / "history.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3, 4, 5]
+
+
+def test_kill_between_epoch_checkpoint_and_last_loses_no_checkpoint(
+    fake_archive, tmp_path, monkeypatch
+):
+    """A kill after model-2.ckpt and before last.ckpt: the resume redoes epoch 2, and every
+    epoch's checkpoint exists at the end, equal to an uninterrupted run's."""
+    config = tiny_config(fake_archive, epochs=3, checkpoint_every=1)
+    train(config, tmp_path / "whole", echo=False)
+    real_save = train_module.save_checkpoint
+
+    def killed_before_last(path, state):
+        if path.name == "last.ckpt" and state["epoch"] == 2:
+            raise KeyboardInterrupt("killed between model-2.ckpt and last.ckpt")
+        real_save(path, state)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", killed_before_last)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "part", echo=False)
+    assert load_checkpoint(tmp_path / "part/last.ckpt")["epoch"] == 1
+    assert (tmp_path / "part/model-2.ckpt").is_file()
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    train(config, tmp_path / "part", resume=True, echo=False)
+    for name in ("model-1.ckpt", "model-2.ckpt", "model-3.ckpt", "last.ckpt"):
+        assert weights_hash(tmp_path / "part" / name) == weights_hash(tmp_path / "whole" / name)
+
+
+def test_resume_on_another_device_type_is_refused(fake_archive, tmp_path):
+    config = tiny_config(fake_archive, epochs=1)
+    train(config, tmp_path / "run", echo=False)
+    state = load_checkpoint(tmp_path / "run/last.ckpt")
+    assert state["device_type"] == "cpu"
+    state["device_type"] = "cuda"
+    torch.save(state, tmp_path / "run/last.ckpt")
+    with pytest.raises(CheckpointError, match=r"written by a run on cuda, but this run is on cpu"):
+        train(tiny_config(fake_archive, epochs=2), tmp_path / "run", resume=True, echo=False)
 
 
 def test_resume_in_process_matches_uninterrupted(fake_archive, tmp_path):
