@@ -61,3 +61,12 @@ def pipeline(session: nox.Session) -> None:
     session.run("resnet-repro", "cpu-pipeline", "--workdir", str(workdir))
     session.log((workdir / "results" / "comparison.md").read_text())
     session.log(f"report: {workdir / 'results' / 'report' / 'report.md'}")
+
+
+@nox.session(venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """The GPU side in one command, in the current environment (the CUDA torch already
+    installed; no package access needed): the CUDA test tier, the CUDA benchmarks and a short
+    training run on ARCHIVE, summarized in gpu-check/summary.{md,json}.
+    `nox -s gpu -- --archive cifar-10-python.tar.gz`"""
+    session.run("python", ".ci/gpu_check.py", "--out", "gpu-check", *session.posargs)
