@@ -157,6 +157,22 @@ def run_fake_archive(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_pack(args: argparse.Namespace) -> int:
+    from resnet_repro.pack import pack_image_folder
+
+    try:
+        packed = pack_image_folder(
+            args.folder, args.out, test_fraction=args.test_fraction, seed=args.seed
+        )
+    except DataError as e:
+        return fail("pack", e)
+    print(
+        f"{packed.path}: {packed.train_images} training and {packed.test_images} test images "
+        f"of {len(packed.classes)} classes; md5 {packed.md5}"
+    )
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from resnet_repro.evaluate import predict
 
@@ -274,6 +290,24 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--test-size", type=int, default=100)
     fake.add_argument("--seed", type=int, default=0)
     fake.set_defaults(handler=run_fake_archive)
+
+    pack = commands.add_parser(
+        "pack",
+        help="pack a folder of class-named 32x32 images into an official-format archive",
+        description="Pack FOLDER/<class>/*.png|jpg (ten classes of 32x32 images) into an "
+        "archive in CIFAR-10's official format, with a seeded split of each class into "
+        "training and test images; prints the archive's md5 (train with --data OUT).",
+    )
+    pack.add_argument("folder", type=Path, help="the folder of class folders")
+    pack.add_argument("--out", type=Path, required=True, help="the archive to write")
+    pack.add_argument(
+        "--test-fraction",
+        type=float,
+        default=1 / 6,
+        help="share of each class held out as test images (default 1/6, as 10k of 60k)",
+    )
+    pack.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    pack.set_defaults(handler=run_pack)
 
     cpu = commands.add_parser(
         "cpu-pipeline",

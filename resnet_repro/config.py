@@ -10,8 +10,11 @@ nothing else. A recipe is a named set of field values applied before the user's 
   when depth >= 110).
 * ``fast``: ours, beyond the seed and the papers: Nesterov SGD with a one-cycle learning rate,
   label smoothing 0.1, batch 512, 40 epochs, bf16 autocast, channels_last and torch.compile.
-  It is an engineering preset meant to reach paper-level accuracy in far fewer epochs; that
-  claim has not yet been checked by a full-size run of this code.
+  What has been measured, and nothing more: on one NVIDIA H200 (torch 2.11.0+cu130, commit
+  8694f4a, a JPEG-derived full-size CIFAR-10 archive), v1 n=3, 40 epochs, seed 0 reached 84.7%
+  test and 85.9% validation accuracy at about 1 s per epoch after a 52 s compilation. Whether
+  it reaches the paper recipe's accuracy in less time has not been measured (the comparison on
+  the same data, 3 seeds, v1 n=3 and n=18, awaits a GPU).
 """
 
 from __future__ import annotations

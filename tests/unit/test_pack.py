@@ -1,0 +1,115 @@
+"""Packing an image folder into an official-format archive: a round trip through the loader,
+a stratified and seeded split, and clear errors for folders that cannot be packed."""
+
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from resnet_repro.cli import main
+from resnet_repro.data import LABEL_NAMES, DataError, load_cifar10
+from resnet_repro.pack import pack_image_folder
+
+
+def image_folder(root: Path, per_class: int = 6, names=LABEL_NAMES) -> dict[str, np.ndarray]:
+    """PNG files (lossless) with random pixels; returns each file's HWC pixels by rel. path."""
+    rng = np.random.default_rng(1)
+    pixels = {}
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            hwc = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(hwc).save(root / name / f"{i}.png")
+            pixels[f"{name}/{i}.png"] = hwc
+    return pixels
+
+
+def test_round_trip_through_the_loader(tmp_path):
+    pixels = image_folder(tmp_path / "imgs")
+    packed = pack_image_folder(tmp_path / "imgs", tmp_path / "a.tar.gz", test_fraction=1 / 3)
+    assert (packed.train_images, packed.test_images) == (40, 20)
+    x, y, x_test, y_test = load_cifar10(packed.path)
+    assert len(y) == 40 and len(y_test) == 20
+    # Stratified: every class holds out exactly 2 of its 6 images.
+    assert np.bincount(y_test, minlength=10).tolist() == [2] * 10
+    assert np.bincount(y, minlength=10).tolist() == [4] * 10
+    # Each packed row is its source file's pixels, in the official plane layout.
+    rows = {row.tobytes() for row in np.concatenate([x, x_test])}
+    for rel, hwc in pixels.items():
+        assert hwc.transpose(2, 0, 1).reshape(-1).tobytes() in rows, rel
+    # Labels follow CIFAR-10's order for its class names.
+    for row, label in zip(x, y, strict=True):
+        name = next(k for k, v in pixels.items() if v.transpose(2, 0, 1).tobytes() == row.tobytes())
+        assert name.split("/")[0] == LABEL_NAMES[label]
+
+
+def test_same_seed_same_bytes_other_seed_other_split(tmp_path):
+    image_folder(tmp_path / "imgs")
+    a = pack_image_folder(tmp_path / "imgs", tmp_path / "a.tar.gz", seed=3)
+    b = pack_image_folder(tmp_path / "imgs", tmp_path / "b.tar.gz", seed=3)
+    c = pack_image_folder(tmp_path / "imgs", tmp_path / "c.tar.gz", seed=4)
+    assert a.md5 == b.md5 != c.md5
+
+
+def test_cli_prints_counts_and_md5(tmp_path, capsys):
+    image_folder(tmp_path / "imgs")
+    assert main(["pack", str(tmp_path / "imgs"), "--out", str(tmp_path / "p.tar.gz")]) == 0
+    out = capsys.readouterr().out
+    assert "50 training and 10 test images of 10 classes; md5 " in out
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda r: image_folder(r, names=LABEL_NAMES[:9]), "expected 10 class folders"),
+        (lambda r: image_folder(r, per_class=1), "each class needs at least 2"),
+        (lambda r: (image_folder(r), (r / "cat/bad.png").write_text("text")), "cannot be read"),
+        (
+            lambda r: (
+                image_folder(r),
+                Image.new("RGB", (40, 32)).save(r / "cat" / "big.png"),
+            ),
+            "image is 40x32, expected 32x32",
+        ),
+    ],
+    ids=["nine-classes", "one-image", "not-an-image", "wrong-size"],
+)
+def test_folders_that_cannot_be_packed(tmp_path, make, message):
+    make(tmp_path / "imgs")
+    out = tmp_path / "out.tar.gz"
+    with pytest.raises(DataError, match=message):
+        pack_image_folder(tmp_path / "imgs", out)
+    assert not out.exists() and os.listdir(tmp_path) == ["imgs"], "nothing half-written"
+
+
+def test_missing_folder_and_bad_fraction(tmp_path, capsys):
+    assert main(["pack", str(tmp_path / "none"), "--out", str(tmp_path / "o.tar.gz")]) == 1
+    assert "no such folder" in capsys.readouterr().err
+    image_folder(tmp_path / "imgs")
+    with pytest.raises(DataError, match=r"test_fraction must be in \[0, 1\)"):
+        pack_image_folder(tmp_path / "imgs", tmp_path / "o.tar.gz", test_fraction=1.0)
+
+
+def test_shared_jpeg_images_pack_and_load(tmp_path):
+    """The JPEG training images that RESNET_REPRO_JPEG_ARCHIVE names (train/<class>/N.jpg in a
+    .tar.xz; .ci/run points it at the shared copy), a 2,000-image slice of them for time."""
+    value = os.environ.get("RESNET_REPRO_JPEG_ARCHIVE")
+    if not value:
+        pytest.skip("RESNET_REPRO_JPEG_ARCHIVE is not set: no JPEG image folder here")
+    source = Path(value)
+    root = tmp_path / "jpeg"
+    with tarfile.open(source, "r:xz") as tar:
+        wanted = []
+        for member in tar:
+            parts = Path(member.name).parts
+            if member.isfile() and len(parts) == 3 and int(Path(parts[2]).stem) < 200:
+                wanted.append(member)
+        tar.extractall(root, members=wanted, filter="data")
+    packed = pack_image_folder(root / "train", tmp_path / "jpeg.tar.gz", seed=0)
+    x, y, x_test, y_test = load_cifar10(packed.path)
+    assert x.shape == (2000 - 330, 3072) and x_test.shape == (330, 3072)
+    assert len(y) + len(y_test) == 2000
+    assert np.bincount(y_test).tolist() == [33] * 10
