@@ -1,5 +1,5 @@
-"""Developer sessions. Every session installs torch from constraints.txt first, so a CPU machine
-never pulls a multi-GB CUDA build of torch."""
+"""Developer sessions. Every session installs torch from constraints.txt first, so all sessions
+test one torch version (on Linux, PyPI's build of it is the CUDA one)."""
 
 import shutil
 from pathlib import Path

@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser(
         "report",
-        help="write results/report.md with tables and plots",
+        help="write OUT/report.md (results/report/report.md in the pipeline) with tables and plots",
         description="Accuracy tables and learning-curve plots of the pipeline's runs.",
     )
     report.add_argument("--params", type=Path, default=Path("params.yaml"))

@@ -125,7 +125,8 @@ def evaluate_run(
         results[str(epoch)] = {"checkpoint": path.name, "accuracy": acc, "loss": loss}
         if echo:
             print(f"Restored model parameters from {path}")
-            print(f"Test accuracy: {acc:.4f}")
+            # The seed's wording, with the split named: it printed this for validation too.
+            print(f"Test accuracy: {acc:.4f} ({split} split)")
     report = {"split": split, "images": len(y), "data_md5": md5, "results": results}
     (run / f"eval-{split}.json").write_text(json.dumps(report, indent=2))
     return report

@@ -1,6 +1,7 @@
 """The study's report: accuracy tables laid out like the seed's (rows version, columns size)
 beside the golden values, learning-curve plots per recipe and version, and accuracy against
-depth next to the papers' numbers. Writes ``results/report.md`` and PNG files beside it."""
+depth next to the papers' numbers. Writes ``OUT/report.md`` (in the pipeline
+``results/report/report.md``) and PNG files beside it."""
 
 from __future__ import annotations
 

@@ -225,7 +225,7 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
-def set_deterministic(device: torch.device) -> None:
+def set_deterministic() -> None:
     """Deterministic kernels on CUDA. What still varies: results differ across GPU models,
     driver/CUDA/cuDNN and torch versions, and between CPU and GPU."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -259,7 +259,7 @@ class Trainer:
         self.splits = splits if splits is not None else load_splits(config)
         self._check_data()
         if config.deterministic:
-            set_deterministic(self.device)
+            set_deterministic()
 
         gen = torch.Generator().manual_seed(stream_seed(config.seed, "init"))
         self.model = ResNet(

@@ -1,0 +1,68 @@
+"""dvc.yaml's stages list as dependencies every module of this package that their command
+runs, so that a change to any of them re-runs the stage (and nothing can drift again)."""
+
+import ast
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from resnet_repro.cli import build_parser
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "resnet_repro"
+
+
+def imported_modules(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("resnet_repro"):
+            module = node.module.removeprefix("resnet_repro").lstrip(".")
+            names |= {module} if module else {alias.name for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {
+                a.name.removeprefix("resnet_repro.")
+                for a in node.names
+                if a.name.startswith("resnet_repro.")
+            }
+    return {n for n in names if (PACKAGE / f"{n}.py").is_file()}
+
+
+def modules_run_by(command: str) -> set[str]:
+    """The package modules `python -m resnet_repro COMMAND` runs: the entry point, cli.py, the
+    command's handler's imports and, transitively, everything those modules import."""
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    handler = subcommands[command].get_default("handler")
+    todo = imported_modules(ast.parse(inspect.getsource(handler)))
+    seen = {"__init__", "__main__", "cli"}
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo |= imported_modules(ast.parse((PACKAGE / f"{module}.py").read_text()))
+    return seen
+
+
+def stages():
+    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for name, stage in doc["stages"].items():
+        body = stage.get("do", stage)
+        command = re.search(r"python -m resnet_repro (\S+)", body["cmd"]).group(1)
+        deps = {d for d in body.get("deps", []) if isinstance(d, str)}
+        yield name, command, deps
+
+
+@pytest.mark.parametrize(("name", "command", "deps"), list(stages()), ids=lambda v: str(v))
+def test_stage_deps_cover_every_module_its_command_runs(name, command, deps):
+    listed = {Path(d).stem for d in deps if d.startswith("resnet_repro/")}
+    missing = sorted(modules_run_by(command) - listed)
+    assert not missing, (
+        f"dvc.yaml stage {name}: add resnet_repro/{{{','.join(missing)}}}.py to deps"
+    )
+
+
+def test_the_check_sees_lazy_imports():
+    assert {"train", "pipeline", "net", "data", "checkpoint", "atomic"} <= modules_run_by("train")
+    assert "report" not in modules_run_by("train")
