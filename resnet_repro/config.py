@@ -93,8 +93,11 @@ class TrainConfig:
         for name in ("resnet_size", "epochs", "batch_size", "checkpoint_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr < float("inf"):  # written so that NaN fails too
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
+        for name in ("max_iters", "warmup_iters"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0: none), got {getattr(self, name)}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ConfigError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if not 0.0 <= self.label_smoothing < 1.0:

@@ -20,6 +20,7 @@ Design choices:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,6 +210,28 @@ def provenance(config: TrainConfig, device: torch.device, data_md5: str) -> dict
     }
 
 
+@contextlib.contextmanager
+def run_folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` while a run writes it: a second training process
+    into the same folder would interleave its history and checkpoints with the first's. The
+    operating system releases the lock when the process dies, so a killed run leaves none."""
+    with open(folder / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise ConfigError(
+                f"{folder} is being written by another training process (pid {holder}); wait "
+                "for it to finish, or train into another --out folder"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
+
+
 def compiled(module: nn.Module) -> nn.Module:
     """``torch.compile`` with static shapes. With automatic dynamic shapes the kernels a batch
     size gets depend on which sizes the process saw before (the epoch's last, smaller batch
@@ -384,8 +408,13 @@ class Trainer:
 
     def run(self, *, resume: bool = False) -> list[dict[str, Any]]:
         """Train to ``config.epochs`` (or ``max_iters``); returns the history."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        # Rank 0 writes the folder, so it alone holds the lock.
+        with run_folder_lock(self.out_dir) if self.dist.is_main else contextlib.nullcontext():
+            return self._run(resume=resume)
+
+    def _run(self, *, resume: bool) -> list[dict[str, Any]]:
         out = self.out_dir
-        out.mkdir(parents=True, exist_ok=True)
         last = out / "last.ckpt"
         history_path = out / "history.jsonl"
         if resume and last.exists():

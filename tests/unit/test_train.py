@@ -75,6 +75,7 @@ def test_run_directory_contents_and_seed_lines(fake_archive, tmp_path, capsys):
     ]
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
+        ".lock",
         "config.yaml",
         "history.jsonl",
         "last.ckpt",
@@ -357,3 +358,46 @@ def test_real_subset_short_run_accuracy(real_archive, tmp_path):
 
 
 REAL_SUBSET_MIN_ACCURACY = 0.35
+
+
+def test_a_second_process_cannot_write_a_run_folder_in_use(fake_archive, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from resnet_repro.train import run_folder_lock\n"
+            "with run_folder_lock(Path(sys.argv[1])):\n"
+            "    print('held', flush=True); time.sleep(60)",
+            str(folder),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match=rf"being written by another .*pid {holder.pid}\)"):
+            train(tiny_config(fake_archive), folder, echo=False)
+        assert not (folder / "history.jsonl").exists(), "nothing written beside the other run"
+    finally:
+        holder.kill()
+        holder.wait()
+    train(tiny_config(fake_archive, epochs=1), folder, echo=False)  # the lock died with it
+    assert (folder / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("max_iters", -5, "max_iters must be >= 0"),
+        ("lr", float("nan"), "lr must be a finite number > 0"),
+        ("lr", float("inf"), "lr must be a finite number > 0"),
+    ],
+)
+def test_values_that_would_train_nothing_or_garbage_are_refused(
+    fake_archive, field, value, message
+):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(fake_archive, **{field: value}).validate()
