@@ -25,6 +25,18 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     write_atomic(path, lambda f: torch.save(state, f))
 
 
+def weights_digest(path: Path) -> str:
+    """sha256 over a checkpoint's model tensors (names and bytes, in name order): equal digests
+    mean bitwise-equal weights, which is how two runs of one seed are compared."""
+    import hashlib
+
+    state = load_checkpoint(path)["model"]
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode() + state[name].cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")

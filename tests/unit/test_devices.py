@@ -7,7 +7,6 @@ torch.compile) learns, a GPU checkpoint evaluates and predicts on a CPU, CPU and
 agree to a few images, and torchrun with one NCCL rank is the plain path.
 """
 
-import hashlib
 import os
 import random
 import signal
@@ -20,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_repro.checkpoint import load_checkpoint
+from resnet_repro.checkpoint import load_checkpoint, weights_digest
 from resnet_repro.config import make_config
 from resnet_repro.data import write_fake_cifar10
 from resnet_repro.evaluate import evaluate_run, predict
@@ -50,14 +49,6 @@ def config(archive, device, **overrides):
     return make_config("paper", **(values | overrides))
 
 
-def weights_hash(path):
-    state = load_checkpoint(path)["model"]
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        digest.update(name.encode() + state[name].numpy().tobytes())
-    return digest.hexdigest()
-
-
 def cli_args(archive, device, out, *extra):
     c = config(archive, device)
     args = [
@@ -74,7 +65,7 @@ def cli_args(archive, device, out, *extra):
 def test_same_config_twice_is_bitwise_equal(archive, tmp_path, device):
     train(config(archive, device), tmp_path / "a", echo=False)
     train(config(archive, device), tmp_path / "b", echo=False)
-    assert weights_hash(tmp_path / "a/last.ckpt") == weights_hash(tmp_path / "b/last.ckpt")
+    assert weights_digest(tmp_path / "a/last.ckpt") == weights_digest(tmp_path / "b/last.ckpt")
     assert load_checkpoint(tmp_path / "a/last.ckpt")["device_type"] == device
 
 
@@ -95,7 +86,7 @@ def test_killed_at_a_random_step_resumes_bitwise(archive, tmp_path, device):
     proc.wait()
     assert load_checkpoint(killed / "last.ckpt")["epoch"] < 3, "killed too late to test resume"
     subprocess.run(cli_args(archive, device, killed, "--resume"), check=True, capture_output=True)
-    assert weights_hash(killed / "last.ckpt") == weights_hash(tmp_path / "whole/last.ckpt")
+    assert weights_digest(killed / "last.ckpt") == weights_digest(tmp_path / "whole/last.ckpt")
 
 
 @pytest.mark.slow
@@ -139,7 +130,9 @@ def test_torchrun_one_nccl_rank_is_the_plain_path(archive, tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1"]
     one = cli_args(archive, "cuda", tmp_path / "one")
     subprocess.run([*torchrun, *one[1:]], check=True, capture_output=True)
-    assert weights_hash(tmp_path / "plain/last.ckpt") == weights_hash(tmp_path / "one/last.ckpt")
+    assert weights_digest(tmp_path / "plain/last.ckpt") == weights_digest(
+        tmp_path / "one/last.ckpt"
+    )
 
 
 @pytest.mark.slow
@@ -171,4 +164,4 @@ def test_compiled_fast_recipe_resumes_bitwise(real_archive, tmp_path, device):
         check=True,
         capture_output=True,
     )
-    assert weights_hash(killed / "last.ckpt") == weights_hash(tmp_path / "whole/last.ckpt")
+    assert weights_digest(killed / "last.ckpt") == weights_digest(tmp_path / "whole/last.ckpt")

@@ -1,6 +1,5 @@
 """The training engine: determinism, resume after SIGKILL, atomic checkpoints, faults."""
 
-import hashlib
 import json
 import os
 import signal
@@ -14,7 +13,12 @@ import torch
 
 from resnet_repro import checkpoint as checkpoint_module
 from resnet_repro import train as train_module
-from resnet_repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from resnet_repro.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    weights_digest,
+)
 from resnet_repro.config import ConfigError, make_config
 from resnet_repro.data import DataError, write_fake_cifar10
 from resnet_repro.evaluate import evaluate_run
@@ -38,21 +42,13 @@ def tiny_config(data, **overrides):
     return make_config("paper", **values)
 
 
-def weights_hash(path):
-    state = load_checkpoint(path)["model"]
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        digest.update(name.encode() + state[name].numpy().tobytes())
-    return digest.hexdigest()
-
-
 def test_same_config_twice_gives_identical_weights(fake_archive, tmp_path):
     config = tiny_config(fake_archive)
     train(config, tmp_path / "a", echo=False)
     train(config, tmp_path / "b", echo=False)
-    assert weights_hash(tmp_path / "a/last.ckpt") == weights_hash(tmp_path / "b/last.ckpt")
+    assert weights_digest(tmp_path / "a/last.ckpt") == weights_digest(tmp_path / "b/last.ckpt")
     train(tiny_config(fake_archive, seed=1), tmp_path / "c", echo=False)
-    assert weights_hash(tmp_path / "a/last.ckpt") != weights_hash(tmp_path / "c/last.ckpt")
+    assert weights_digest(tmp_path / "a/last.ckpt") != weights_digest(tmp_path / "c/last.ckpt")
 
 
 def test_global_rng_is_not_used(fake_archive, tmp_path):
@@ -61,7 +57,7 @@ def test_global_rng_is_not_used(fake_archive, tmp_path):
     train(config, tmp_path / "a", echo=False)
     torch.manual_seed(123)
     train(config, tmp_path / "b", echo=False)
-    assert weights_hash(tmp_path / "a/last.ckpt") == weights_hash(tmp_path / "b/last.ckpt")
+    assert weights_digest(tmp_path / "a/last.ckpt") == weights_digest(tmp_path / "b/last.ckpt")
 
 
 def test_run_directory_contents_and_seed_lines(fake_archive, tmp_path, capsys):
@@ -175,7 +171,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
         check=True,
         capture_output=True,
     )
-    assert weights_hash(killed / "last.ckpt") == weights_hash(tmp_path / "whole/last.ckpt")
+    assert weights_digest(killed / "last.ckpt") == weights_digest(tmp_path / "whole/last.ckpt")
     epochs = [json.loads(x)["epoch"] for x in (killed / "history.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3, 4, 5]
 
@@ -202,7 +198,7 @@ def test_kill_between_epoch_checkpoint_and_last_loses_no_checkpoint(
     monkeypatch.setattr(train_module, "save_checkpoint", real_save)
     train(config, tmp_path / "part", resume=True, echo=False)
     for name in ("model-1.ckpt", "model-2.ckpt", "model-3.ckpt", "last.ckpt"):
-        assert weights_hash(tmp_path / "part" / name) == weights_hash(tmp_path / "whole" / name)
+        assert weights_digest(tmp_path / "part" / name) == weights_digest(tmp_path / "whole" / name)
 
 
 def test_resume_on_another_device_type_is_refused(fake_archive, tmp_path):
@@ -220,7 +216,9 @@ def test_resume_in_process_matches_uninterrupted(fake_archive, tmp_path):
     train(tiny_config(fake_archive, epochs=3), tmp_path / "whole", echo=False)
     train(tiny_config(fake_archive, epochs=1), tmp_path / "part", echo=False)
     train(tiny_config(fake_archive, epochs=3), tmp_path / "part", resume=True, echo=False)
-    assert weights_hash(tmp_path / "part/last.ckpt") == weights_hash(tmp_path / "whole/last.ckpt")
+    assert weights_digest(tmp_path / "part/last.ckpt") == weights_digest(
+        tmp_path / "whole/last.ckpt"
+    )
 
 
 def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
