@@ -9,6 +9,7 @@ uses ``torch.load(weights_only=True)``, which refuses anything but tensors and p
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,6 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def weights_digest(path: Path) -> str:
     """sha256 over a checkpoint's model tensors (names and bytes, in name order): equal digests
     mean bitwise-equal weights, which is how two runs of one seed are compared."""
-    import hashlib
-
     state = load_checkpoint(path)["model"]
     digest = hashlib.sha256()
     for name in sorted(state):

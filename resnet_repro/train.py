@@ -308,6 +308,8 @@ class Trainer:
             stream_seed(config.seed, "augment")
         )
         self.optimizer = self._make_optimizer()
+        # The code this process imported: hashed once, recorded in every checkpoint.
+        self.code_digest = code_digest()
         self.n_train = len(self.splits.y_train)
         self.total_steps = total_steps(config, self.n_train, self.dist.world_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -375,7 +377,7 @@ class Trainer:
             },
             "config": self.config.to_dict(),
             "package_version": __version__,
-            "code_digest": code_digest(),
+            "code_digest": self.code_digest,
             "data_md5": self.splits.source_md5,
             # CPU and CUDA generators are different streams: a run resumes on its device type.
             "device_type": self.device.type,
