@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from resnet_repro.data import load_cifar10, write_fake_cifar10
+from resnet_repro.archive_writer import write_fake_cifar10
+from resnet_repro.data import load_cifar10
 
 
 def test_load_cache_vs_archive(compare, tmp_path, request):

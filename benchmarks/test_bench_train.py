@@ -12,10 +12,12 @@ import pytest
 import torch
 from torch import nn
 
+from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.config import make_config
-from resnet_repro.data import write_fake_cifar10
+from resnet_repro.evaluate import evaluate_model
+from resnet_repro.image_utils import Normalization
 from resnet_repro.net import ResNet
-from resnet_repro.train import Trainer, evaluate_model, steps_per_epoch
+from resnet_repro.train import Trainer, steps_per_epoch
 
 BATCH = 128
 ARCHS = {"v1-n3": (1, 3), "v1-n18": (1, 18), "v2-n18": (2, 18)}
@@ -69,8 +71,8 @@ def test_evaluation_throughput(compare, device):
     fast_model = ResNet(1, 3).to(device).to(memory_format=torch.channels_last)
     compare(
         "evaluate-v1-n3",
-        lambda: evaluate_model(fast_model, x, y, fast),
-        lambda: evaluate_model(model, x, y, plain),
+        lambda: evaluate_model(fast_model, x, y, fast, Normalization()),
+        lambda: evaluate_model(model, x, y, plain, Normalization()),
         device=device,
         images=1000,
         rounds=3,
@@ -109,7 +111,7 @@ def test_epoch_loop_overhead(benchmark, record_ratio, device, epoch_archive, tmp
     def pure_steps(count):
         for _ in range(count):
             with torch.autocast(device, dtype=torch.bfloat16):
-                logits = trainer.forward(x)
+                logits = trainer.train_net(x)
             loss = trainer.loss_fn(logits.float(), y)
             trainer.optimizer.zero_grad(set_to_none=True)
             loss.backward()

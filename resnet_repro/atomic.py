@@ -27,3 +27,8 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``data`` to ``path``, atomically."""
+    write_atomic(path, lambda f: f.write(data))

@@ -1,7 +1,9 @@
-"""Checkpoint files: written atomically, read without ever running code.
+"""Checkpoint files and the training state in them: written atomically, read without ever
+running code, and checked against the run that wants to continue them.
 
 A checkpoint is a dict of tensors and plain Python values (model, optimizer and scheduler
-state, epoch, global step, generator states, config, package version). ``save_checkpoint``
+state, epoch, global step, generator states, config, package version, code digest, data md5,
+device type). ``save_checkpoint``
 writes it to a temporary file in the same folder, fsyncs it and moves it into place with
 ``os.replace``, so a crash or a full disk leaves the previous file intact. ``load_checkpoint``
 uses ``torch.load(weights_only=True)``, which refuses anything but tensors and plain values.
@@ -16,6 +18,9 @@ from typing import Any
 import torch
 
 from resnet_repro.atomic import write_atomic
+from resnet_repro.config import ARCHITECTURE_FIELDS, TrainConfig
+
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class CheckpointError(Exception):
@@ -23,6 +28,7 @@ class CheckpointError(Exception):
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: the previous file stays intact on any error."""
     write_atomic(path, lambda f: torch.save(state, f))
 
 
@@ -37,6 +43,8 @@ def weights_digest(path: Path) -> str:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The state saved at ``path``, tensors mapped to ``map_location``; CheckpointError naming
+    the file when it is missing, unreadable or not a checkpoint of this program."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
@@ -46,3 +54,40 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a resnet_repro checkpoint (no model or config)")
     return state
+
+
+def code_digest() -> str:
+    """sha256 over this package's source files: the code a checkpoint was trained with, so a
+    pipeline stage continues an interrupted run only with the same code."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def check_architecture(state: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    """CheckpointError listing each architecture field where ``state`` and ``config`` differ."""
+    saved = state["config"]
+    diff = [
+        f"{k} {saved.get(k)!r} (checkpoint) vs {getattr(config, k)!r} (run)"
+        for k in ARCHITECTURE_FIELDS
+        if saved.get(k) != getattr(config, k)
+    ]
+    if diff:
+        raise CheckpointError(
+            f"{path}: checkpoint of another architecture: {'; '.join(diff)}. To continue this "
+            f"run, pass --config {path.parent / 'config.yaml'} --resume"
+        )
+
+
+def check_device_type(state: dict[str, Any], device_type: str, path: Path) -> None:
+    """CPU and CUDA generators are different random streams: a run resumes on the device type
+    that wrote its checkpoint, or not at all."""
+    saved = state.get("device_type", "cpu")
+    if saved != device_type:
+        raise CheckpointError(
+            f"{path}: written by a run on {saved}, but this run is on {device_type}; the "
+            f"augmentation's random stream differs between device types, so the run cannot "
+            f"continue bitwise here. Resume with --device {saved}, or start a new run in "
+            "another folder"
+        )

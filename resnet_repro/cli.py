@@ -1,5 +1,8 @@
 """The ``resnet-repro`` command line: one subcommand per user task, each a thin layer over the
-library (argument parsing and printing only)."""
+library (argument parsing and printing only).
+
+A user's mistake (bad option, bad data, unusable checkpoint) ends with one line naming what was
+wrong and what to do, and exit status 1; anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -12,10 +15,14 @@ from pathlib import Path
 
 from resnet_repro import __version__
 from resnet_repro.checkpoint import CheckpointError
-from resnet_repro.config import RECIPES, ConfigError, TrainConfig
-from resnet_repro.data import DataError
+from resnet_repro.cifar import DataError
+from resnet_repro.config import DEFAULT_RECIPE, RECIPES, ConfigError, TrainConfig
+from resnet_repro.golden import GoldenError
+from resnet_repro.run_folder import RunFolderError
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, ValueError)
+# The errors that mean "the user's input is wrong": each carries a message naming the input.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, RunFolderError, GoldenError)
+INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C
 
 
 def fail(command: str, error: Exception) -> int:
@@ -23,20 +30,39 @@ def fail(command: str, error: Exception) -> int:
     return 1
 
 
+def config_option_help(f: dataclasses.Field) -> str:
+    """A field's help with its default: one value, or each recipe's for a recipe setting."""
+    if f.metadata["recipe"]:
+        values = ", ".join(f"{name} {recipe[f.name]!r}" for name, recipe in RECIPES.items())
+        return f"{f.metadata['help']} (recipe: {values})"
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return f"{f.metadata['help']} (default: {default!r})"
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One --option per TrainConfig field; None means 'not given' (recipe or file decides)."""
     hints = typing.get_type_hints(TrainConfig)
+    group = parser.add_argument_group(
+        "run settings", "each overrides the recipe's value (or --config's)"
+    )
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
-        if f.name == "recipe":
-            parser.add_argument(flag, choices=[*RECIPES, "custom"], help="named preset (paper)")
-        elif hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        hint, choices, text = hints[f.name], f.metadata["choices"], config_option_help(f)
+        if hint is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif typing.get_origin(hint) is list:
-            parser.add_argument(flag, type=int, nargs="+", metavar="N")
+            group.add_argument(flag, type=int, nargs="*", metavar="N", help=text)
         else:
-            parser.add_argument(flag, type=hint, metavar=f.name.upper())
+            metavar = None if choices else f.name.upper()
+            group.add_argument(flag, type=hint, choices=choices, metavar=metavar, help=text)
+
+
+def given_config_options(args: argparse.Namespace) -> list[str]:
+    return [
+        "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name) is not None
+    ]
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -47,7 +73,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         given = getattr(args, f.name)
         if given is not None:
             values[f.name] = given
-    recipe = values.pop("recipe", "paper")
+    recipe = values.pop("recipe", DEFAULT_RECIPE)
     if args.config is None:
         return make_config(recipe, **values)
     return TrainConfig.from_dict({"recipe": recipe, **values})
@@ -55,16 +81,35 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     from resnet_repro.pipeline import train_grid_run
-    from resnet_repro.train import TrainingError, train
+    from resnet_repro.train import TrainingError, TrainingInterrupted, train
 
     try:
         if (args.grid is None) != (args.run is None):
             raise ConfigError("--grid and --run go together")
+        if args.out.exists() and not args.out.is_dir():
+            raise ConfigError(f"--out {args.out} is a file; name a folder for the run")
         if args.grid is not None:
+            ignored = given_config_options(args) + [
+                flag
+                for flag, given in (
+                    ("--config", args.config),
+                    ("--resume", args.resume),
+                    ("--allow-changes", args.allow_changes),
+                )
+                if given
+            ]
+            if ignored:
+                raise ConfigError(
+                    f"--grid takes every setting from {args.grid}; {', '.join(ignored)} cannot "
+                    "be given with it (change the run's entry in the grid file instead)"
+                )
             train_grid_run(args.grid, args.run, args.out)
             return 0
         config = config_from_args(args)
-        train(config, args.out, resume=args.resume)
+        train(config, args.out, resume=args.resume, allow_changes=args.allow_changes)
+    except TrainingInterrupted as e:
+        fail("train", e)
+        return INTERRUPTED
     except (*USER_ERRORS, TrainingError) as e:
         return fail("train", e)
     return 0
@@ -148,7 +193,8 @@ def run_cpu_golden(args: argparse.Namespace) -> int:
 
 
 def run_fake_archive(args: argparse.Namespace) -> int:
-    from resnet_repro.data import md5_of, write_fake_cifar10
+    from resnet_repro.archive_writer import write_fake_cifar10
+    from resnet_repro.cifar import md5_of
 
     path = write_fake_cifar10(
         args.path, train_per_batch=args.train_per_batch, test_size=args.test_size, seed=args.seed
@@ -187,7 +233,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from resnet_repro.data import OFFICIAL_MD5, OFFICIAL_URL, fetch_cifar10
+    from resnet_repro.cifar import OFFICIAL_MD5, OFFICIAL_URL
+    from resnet_repro.fetch import fetch_cifar10
 
     try:
         url, archive = args.url, args.archive
@@ -235,7 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", type=Path, required=True, help="run directory")
     train.add_argument("--config", type=Path, help="a YAML/JSON config (e.g. a run's config.yaml)")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/last.ckpt; settings must equal the run's (OUT/config.yaml)",
+    )
+    train.add_argument(
+        "--allow-changes",
+        action="store_true",
+        help="let --resume change settings that alter the experiment; each change is "
+        "recorded in OUT/provenance.json",
+    )
     train.add_argument("--grid", type=Path, help="a params.yaml holding the run grid (pipeline)")
     train.add_argument("--run", help="the run of --grid to train (its key under 'runs')")
     add_config_arguments(train)
@@ -336,21 +393,43 @@ def build_parser() -> argparse.ArgumentParser:
         description="Classify image files (any size; resized to 32x32) with a checkpoint.",
     )
     predict.add_argument("--checkpoint", type=Path, required=True)
-    predict.add_argument("--top", type=int, default=3, help="classes shown per image (3)")
+    predict.add_argument(
+        "--top", type=positive_int, default=3, help="classes shown per image (default 3)"
+    )
     predict.add_argument("--device", default="auto")
     predict.add_argument("images", nargs="+")
     predict.set_defaults(handler=run_predict)
     return parser
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"] and len(argv) > 1:
+        # The architecture's --version belongs to a subcommand; before it, --version is the
+        # program's and would print it and exit 0, silently ignoring the rest.
+        parser.error(
+            f"--version takes no value and ends the command; for the network version, put it "
+            f"after the subcommand: resnet-repro {' '.join(argv[2:3] or ['train'])} --version "
+            f"{argv[1]} ..."
+        )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command is None:
         parser.print_help()
         return 0
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"resnet-repro {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

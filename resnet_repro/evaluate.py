@@ -1,4 +1,5 @@
-"""Evaluation of a run's checkpoints and prediction on image files.
+"""Evaluation: the loss and accuracy of a model on a split (``evaluate_model``, which training
+uses each epoch too), of a run's checkpoints (``evaluate_run``), and prediction on image files.
 
 ``evaluate_run`` restores each requested ``model-{epoch}.ckpt`` of a run directory, prints the
 seed's lines (``Restored model parameters from …`` / ``Test accuracy: 0.8986``) and writes
@@ -9,20 +10,46 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
-from resnet_repro.checkpoint import CheckpointError, load_checkpoint
-from resnet_repro.config import TrainConfig
-from resnet_repro.data import LABEL_NAMES
-from resnet_repro.image_utils import standardize
+from resnet_repro.checkpoint import CheckpointError, check_architecture, load_checkpoint
+from resnet_repro.cifar import LABEL_NAMES, DataError
+from resnet_repro.config import ConfigError, TrainConfig
+from resnet_repro.data import load_splits
+from resnet_repro.image_utils import Normalization
 from resnet_repro.net import ResNet
-from resnet_repro.train import evaluate_model, load_splits, resolve_device, to_device
+from resnet_repro.runtime import autocast, build_model, resolve_device, to_device
 
 SPLITS = ("valid", "test", "train")
+
+
+@torch.no_grad()
+def evaluate_model(
+    forward: nn.Module, x: Tensor, y: Tensor, config: TrainConfig, normalize: Normalization
+) -> tuple[float, float]:
+    """Mean loss and accuracy of ``forward`` (a model, compiled or not) in eval mode over
+    uint8 images ``x`` on the device, normalized but not augmented; NaN for no images."""
+    forward.eval()
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, len(y), config.eval_batch_size):
+        xb = normalize(x[start : start + config.eval_batch_size])
+        if config.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = y[start : start + config.eval_batch_size]
+        with autocast(x.device, config.precision):
+            logits = forward(xb).float()
+        loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum")
+        correct += (logits.argmax(1) == yb).sum()
+    return float(loss_sum) / len(y), float(correct) / len(y)
 
 
 def parse_checkpoints(spec: str) -> list[int]:
@@ -39,30 +66,43 @@ def parse_checkpoints(spec: str) -> list[int]:
             else:
                 epochs.append(int(part))
     except ValueError as e:
-        raise ValueError(
+        raise ConfigError(
             f"checkpoints {spec!r}: expected START:STOP:STEP (e.g. 160:200:10), a list "
             "(50,100) or both (160:180:10,182)"
         ) from e
     if not epochs:
-        raise ValueError(f"checkpoints {spec!r}: no epoch given")
+        raise ConfigError(f"checkpoints {spec!r}: no epoch given")
     return sorted(set(epochs))
 
 
-def model_from_checkpoint(path: Path, device: torch.device) -> tuple[ResNet, TrainConfig]:
+@dataclass
+class Restored:
+    """A checkpoint's network (on a device, in eval mode), its config and its input transform."""
+
+    model: ResNet
+    config: TrainConfig
+    normalize: Normalization
+
+
+def model_from_checkpoint(
+    path: Path, device: torch.device, *, expected: TrainConfig | None = None
+) -> Restored:
+    """The network saved at ``path``; with ``expected`` (the run's config), a checkpoint of
+    another architecture is refused instead of evaluated as if it were the run's."""
     state = load_checkpoint(path)
-    config = TrainConfig.from_dict(state["config"])
-    model = ResNet(
-        config.version,
-        config.resnet_size,
-        num_classes=config.num_classes,
-        first_num_filters=config.first_num_filters,
-        bn_momentum=config.bn_momentum,
-    )
+    try:
+        config = TrainConfig.from_dict(state["config"])
+        normalize = Normalization.from_state(state.get("normalization"))
+    except ValueError as e:  # ConfigError included
+        raise CheckpointError(f"{path}: the recorded config is not valid here ({e})") from e
+    if expected is not None:
+        check_architecture(state, expected, path)
+    model = build_model(config)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit the recorded architecture ({e})") from e
-    return model.to(device), config
+    return Restored(model.to(device).eval(), config, normalize.to(device))
 
 
 def load_eval_data(
@@ -95,10 +135,13 @@ def checkpoint_paths(run: Path, epochs: list[int]) -> list[Path]:
     return paths
 
 
-def accuracy(path: Path, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(loss, accuracy) of the checkpoint at ``path`` on uint8 images ``x``."""
-    model, config = model_from_checkpoint(path, x.device)
-    return evaluate_model(model, x, y, config)
+def accuracy(
+    path: Path, x: torch.Tensor, y: torch.Tensor, *, expected: TrainConfig | None = None
+) -> tuple[float, float]:
+    """(loss, accuracy) of the checkpoint at ``path`` on uint8 images ``x``; ``expected`` as
+    in ``model_from_checkpoint``."""
+    restored = model_from_checkpoint(path, x.device, expected=expected)
+    return evaluate_model(restored.model, x, y, restored.config, restored.normalize)
 
 
 def evaluate_run(
@@ -113,15 +156,16 @@ def evaluate_run(
     """Accuracy of each ``model-{epoch}.ckpt`` on ``split``; written to ``eval-{split}.json``."""
     run = Path(run_dir)
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     paths = checkpoint_paths(run, epochs)
+    run_config = TrainConfig.load(run / "config.yaml")
     data_splits, md5 = load_eval_data(run, data, resolve_device(device), (split,))
     x, y = data_splits[split]
     results = {}
     if echo:
         print("### Test or Validation ###")
     for epoch, path in zip(epochs, paths, strict=True):
-        loss, acc = accuracy(path, x, y)
+        loss, acc = accuracy(path, x, y, expected=run_config)
         results[str(epoch)] = {"checkpoint": path.name, "accuracy": acc, "loss": loss}
         if echo:
             print(f"Restored model parameters from {path}")
@@ -142,8 +186,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             if rgb.size != (32, 32):
                 rgb = rgb.resize((32, 32), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as e:
-        raise ValueError(f"{path}: cannot read as an image ({e})") from e
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: cannot read as an image ({e})") from e
 
 
 @torch.no_grad()
@@ -152,10 +196,10 @@ def predict(
 ) -> list[list[tuple[str, float]]]:
     """Class names and probabilities, most likely first, for each image file."""
     dev = resolve_device(device)
-    model, _ = model_from_checkpoint(Path(checkpoint), dev)
-    model.eval()
+    restored = model_from_checkpoint(Path(checkpoint), dev)
     batch = np.stack([load_image(p) for p in images]).transpose(0, 3, 1, 2)
-    probs = torch.softmax(model(standardize(torch.as_tensor(batch).to(dev))), dim=1).cpu()
+    inputs = restored.normalize(torch.as_tensor(batch).to(dev))
+    probs = torch.softmax(restored.model(inputs), dim=1).cpu()
     names = LABEL_NAMES if probs.shape[1] == len(LABEL_NAMES) else None
     out = []
     for row in probs:

@@ -2,9 +2,14 @@
 batched tensor form used by the training loop.
 
 Training augmentation: zero-pad 4 pixels on every side, crop a 32x32 window at an offset drawn
-uniformly from {0..8}^2, flip horizontally with probability 1/2. Always: per-image, per-channel
-standardization (mean over HxW, population std); a constant channel becomes zeros where the
-seed divided by zero.
+uniformly from {0..8}^2, flip horizontally with probability 1/2. Then one of two
+normalizations (``Normalization``, a recipe setting stored with each run):
+
+* ``per_image`` (the seed's): per-image, per-channel standardization (mean over HxW,
+  population std); a constant channel becomes zeros where the seed divided by zero.
+* ``pixel_mean`` (He et al. 2015): pixel values scaled to [0, 1], minus the training set's
+  per-pixel mean. The papers give no scale; the BN after the first convolution makes the
+  network insensitive to it (except through that layer's weight decay).
 
 Two forms with the same meaning:
 
@@ -18,6 +23,9 @@ No function here reads the global RNG.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -180,3 +188,59 @@ def standardize(images: Tensor) -> Tensor:
     flat = x.flatten(2)
     varies = (std > 0) & (flat.amax(dim=2) > flat.amin(dim=2))[..., None, None]
     return torch.where(varies, centred / torch.where(varies, std, 1.0), 0.0).to(torch.float32)
+
+
+NORMALIZATIONS = ("per_image", "pixel_mean")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How uint8 images ``[N, 3, 32, 32]`` become network inputs. Training computes it from
+    the training images only (``fit``) and stores it in every checkpoint (``state``), so
+    evaluation and prediction apply the transform the network was trained with."""
+
+    kind: str = "per_image"
+    pixel_mean: Tensor | None = None  # float32 [3, 32, 32] in [0, 1], for "pixel_mean"
+
+    @classmethod
+    def fit(cls, kind: str, train_rows: np.ndarray) -> Normalization:
+        """The normalization ``kind`` for training images given as uint8 rows ``[N, 3072]``."""
+        if kind not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {kind!r}")
+        if kind == "per_image":
+            return cls(kind)
+        if len(train_rows) == 0:
+            raise ValueError("pixel_mean normalization needs at least one training image")
+        mean = np.mean(train_rows, axis=0, dtype=np.float64) / 255.0
+        return cls(kind, torch.from_numpy(mean.astype(np.float32)).view(3, SIZE, SIZE))
+
+    def to(self, device: torch.device) -> Normalization:
+        if self.pixel_mean is None:
+            return self
+        return Normalization(self.kind, self.pixel_mean.to(device))
+
+    def __call__(self, images: Tensor) -> Tensor:
+        """The float32 network input for a batch of images."""
+        if self.kind == "per_image":
+            return standardize(images)
+        _check_batch(images)
+        assert self.pixel_mean is not None
+        return images.to(torch.float32).div_(255.0).sub_(self.pixel_mean)
+
+    def state(self) -> dict[str, Any]:
+        """Plain values and a CPU tensor, for a checkpoint."""
+        mean = None if self.pixel_mean is None else self.pixel_mean.cpu()
+        return {"kind": self.kind, "pixel_mean": mean}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> Normalization:
+        """The normalization a checkpoint recorded; ``per_image`` for checkpoints written
+        before the setting existed (all of which used it)."""
+        if state is None:
+            return cls()
+        kind, mean = state.get("kind"), state.get("pixel_mean")
+        if kind not in NORMALIZATIONS or (kind == "pixel_mean") != isinstance(mean, Tensor):
+            raise ValueError(f"not a normalization record: kind {kind!r}")
+        if mean is not None and tuple(mean.shape) != (3, SIZE, SIZE):
+            raise ValueError(f"pixel mean of shape {list(mean.shape)}, expected [3, 32, 32]")
+        return cls(kind, mean)

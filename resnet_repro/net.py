@@ -12,17 +12,26 @@ Structure (n = ``resnet_size``, f = ``first_num_filters``):
   Depth 9n+2.
 
 The first block of stacks 2 and 3 halves the spatial size (stride 2). Where a block changes
-the shape, its shortcut is a 1x1 convolution (plus BN in v1; in v2 it is applied to the
-pre-activated input, as in He et al. 2016). Parameter counts this module reproduces
-(10 classes, f = 16), checked by ``tests/unit/test_net.py``:
+the shape, v1's shortcut is one of He et al. 2015's options: ``A``, the identity subsampled
+with stride 2 and zero-padded to the new channel count (parameter-free; what the paper used on
+CIFAR-10), or ``B``, a 1x1 convolution + BN (the seed's choice). v2's is a 1x1 convolution
+applied to the pre-activated input, as in He et al. 2016. Parameter counts this module
+reproduces (10 classes, f = 16), checked by ``tests/unit/test_net.py``:
 
-========  ==============  ======  ==========
-version   resnet_size n   depth   parameters
-========  ==============  ======  ==========
-1         3               20      272,474
-1         18              110     1,730,714
-2         18              164     1,703,258
-========  ==============  ======  ==========
+========  ==============  ======  ==========  ==========
+version   resnet_size n   depth   option A    option B
+========  ==============  ======  ==========  ==========
+1         3               20      269,722     272,474
+1         5               32      464,154
+1         7               44      658,586
+1         9               56      853,018
+1         18              110     1,727,962   1,730,714
+2         18              164                 1,703,258
+========  ==============  ======  ==========  ==========
+
+BN can compute its training statistics over groups of the batch (``bn_groups``): He et al.
+trained with 128 images on two GPUs, so each BN saw 64; ``GroupBatchNorm2d`` reproduces that on
+one device.
 
 The seed report's code (its Figs. 2-7) named these parts ``start_layer``,
 ``batch_norm_relu_layer``, ``standard_block``, ``bottleneck_block``, ``stack_layer`` and
@@ -42,7 +51,14 @@ import torch
 from torch import Tensor, nn
 
 VERSIONS = (1, 2)
+SHORTCUTS = ("A", "B")
 IMAGE_SHAPE = (3, 32, 32)
+
+
+def resnet_depth(version: int, resnet_size: int) -> int:
+    """The papers' depth (weighted layers on the main path) of ``resnet_size`` blocks per
+    stack: 6n+2 for v1's two-convolution blocks, 9n+2 for v2's three-convolution bottlenecks."""
+    return (6 if version == 1 else 9) * resnet_size + 2
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -53,39 +69,109 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
 
 
+class GroupBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are computed over each of ``groups`` equal parts
+    of the batch separately, as independent BNs on ``groups`` devices would: the output equals
+    BN applied to each part alone, and the running statistics move by the mean of the parts'
+    updates (the mean of what each device's BN would hold). Evaluation is plain BN. The state
+    dict is BatchNorm2d's, so checkpoints do not depend on the grouping."""
+
+    def __init__(self, num_features: int, *, groups: int, momentum: float = 0.1) -> None:
+        super().__init__(num_features, momentum=momentum)
+        self.groups = groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.groups == 1:
+            return super().forward(x)
+        parts = x.chunk(self.groups)
+        outs, means, variances = [], [], []
+        for part in parts:
+            mean, var = self.running_mean.clone(), self.running_var.clone()
+            outs.append(
+                nn.functional.batch_norm(
+                    part, mean, var, self.weight, self.bias, True, self.momentum, self.eps
+                )
+            )
+            means.append(mean)
+            variances.append(var)
+        with torch.no_grad():
+            self.running_mean.copy_(torch.stack(means).mean(0))
+            self.running_var.copy_(torch.stack(variances).mean(0))
+            self.num_batches_tracked += 1
+        return torch.cat(outs)
+
+
+def batch_norm(num_features: int, *, momentum: float, groups: int = 1) -> nn.BatchNorm2d:
+    """Plain BatchNorm2d, or ``GroupBatchNorm2d`` when statistics are taken per group."""
+    if groups == 1:
+        return nn.BatchNorm2d(num_features, momentum=momentum)
+    return GroupBatchNorm2d(num_features, groups=groups, momentum=momentum)
+
+
 class BatchNormReLU(nn.Module):
     """Batch normalization then ReLU (seed: ``batch_norm_relu_layer``)."""
 
-    def __init__(self, num_features: int, *, bn_momentum: float = 0.1) -> None:
+    def __init__(self, num_features: int, *, bn_momentum: float = 0.1, bn_groups: int = 1) -> None:
         super().__init__()
-        self.bn = nn.BatchNorm2d(num_features, momentum=bn_momentum)
+        self.bn = batch_norm(num_features, momentum=bn_momentum, groups=bn_groups)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.relu(self.bn(x))
 
 
+class PaddedIdentity(nn.Module):
+    """He et al. 2015's option-A shortcut: the input subsampled with ``stride`` and its extra
+    channels filled with zeros (appended after the input's). No parameters."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        if out_channels < in_channels:
+            raise ValueError(
+                f"PaddedIdentity: cannot shrink {in_channels} channels to {out_channels}"
+            )
+        self.extra_channels = out_channels - in_channels
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return nn.functional.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+
+
 class StandardBlock(nn.Module):
     """Post-activation basic block of ResNet v1 (seed: ``standard_block``).
 
-    conv3x3-BN-ReLU, conv3x3-BN, add the shortcut, ReLU. The shortcut is the identity, or a
-    1x1 convolution + BN where the block changes the number of channels or the resolution.
+    conv3x3-BN-ReLU, conv3x3-BN, add the shortcut, ReLU. The shortcut is the identity, or,
+    where the block changes the number of channels or the resolution, option ``A`` (strided
+    identity, zero-padded channels) or ``B`` (1x1 convolution + BN).
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, *, stride: int = 1, bn_momentum: float = 0.1
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int = 1,
+        bn_momentum: float = 0.1,
+        bn_groups: int = 1,
+        shortcut: str = "B",
     ) -> None:
         super().__init__()
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"StandardBlock: shortcut must be A or B, got {shortcut!r}")
+        bn = {"momentum": bn_momentum, "groups": bn_groups}
         self.conv1 = conv3x3(in_channels, out_channels, stride)
-        self.bn_relu1 = BatchNormReLU(out_channels, bn_momentum=bn_momentum)
+        self.bn_relu1 = BatchNormReLU(out_channels, bn_momentum=bn_momentum, bn_groups=bn_groups)
         self.conv2 = conv3x3(out_channels, out_channels)
-        self.bn2 = nn.BatchNorm2d(out_channels, momentum=bn_momentum)
+        self.bn2 = batch_norm(out_channels, **bn)
         self.projection_shortcut: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
-            self.projection_shortcut = nn.Sequential(
-                conv1x1(in_channels, out_channels, stride),
-                nn.BatchNorm2d(out_channels, momentum=bn_momentum),
-            )
+            if shortcut == "A":
+                self.projection_shortcut = PaddedIdentity(in_channels, out_channels, stride)
+            else:
+                self.projection_shortcut = nn.Sequential(
+                    conv1x1(in_channels, out_channels, stride), batch_norm(out_channels, **bn)
+                )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -107,20 +193,33 @@ class BottleneckBlock(nn.Module):
     expansion = 4
 
     def __init__(
-        self, in_channels: int, out_channels: int, *, stride: int = 1, bn_momentum: float = 0.1
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int = 1,
+        bn_momentum: float = 0.1,
+        bn_groups: int = 1,
+        shortcut: str = "B",
     ) -> None:
         super().__init__()
+        if shortcut != "B":
+            raise ValueError(
+                "BottleneckBlock: shortcut must be B: a pre-activation block projects the "
+                f"pre-activated input where it changes shape (He et al. 2016), got {shortcut!r}"
+            )
         if out_channels % self.expansion:
             raise ValueError(
                 f"BottleneckBlock: out_channels must be a multiple of {self.expansion}, "
                 f"got {out_channels}"
             )
         width = out_channels // self.expansion
-        self.bn_relu1 = BatchNormReLU(in_channels, bn_momentum=bn_momentum)
+        bn = {"bn_momentum": bn_momentum, "bn_groups": bn_groups}
+        self.bn_relu1 = BatchNormReLU(in_channels, **bn)
         self.conv1 = conv1x1(in_channels, width)
-        self.bn_relu2 = BatchNormReLU(width, bn_momentum=bn_momentum)
+        self.bn_relu2 = BatchNormReLU(width, **bn)
         self.conv2 = conv3x3(width, width, stride)
-        self.bn_relu3 = BatchNormReLU(width, bn_momentum=bn_momentum)
+        self.bn_relu3 = BatchNormReLU(width, **bn)
         self.conv3 = conv1x1(width, out_channels)
         self.projection_shortcut: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
@@ -149,11 +248,13 @@ class StackLayer(nn.Sequential):
         *,
         stride: int,
         bn_momentum: float = 0.1,
+        bn_groups: int = 1,
+        shortcut: str = "B",
     ) -> None:
-        blocks = [block(in_channels, out_channels, stride=stride, bn_momentum=bn_momentum)]
+        options = {"bn_momentum": bn_momentum, "bn_groups": bn_groups, "shortcut": shortcut}
+        blocks = [block(in_channels, out_channels, stride=stride, **options)]
         blocks += [
-            block(out_channels, out_channels, stride=1, bn_momentum=bn_momentum)
-            for _ in range(num_blocks - 1)
+            block(out_channels, out_channels, stride=1, **options) for _ in range(num_blocks - 1)
         ]
         super().__init__(*blocks)
 
@@ -163,11 +264,19 @@ class OutputLayer(nn.Module):
     (seed: ``output_layer``)."""
 
     def __init__(
-        self, in_channels: int, num_classes: int, *, pre_activation: bool, bn_momentum: float = 0.1
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        pre_activation: bool,
+        bn_momentum: float = 0.1,
+        bn_groups: int = 1,
     ) -> None:
         super().__init__()
         self.bn_relu = (
-            BatchNormReLU(in_channels, bn_momentum=bn_momentum) if pre_activation else None
+            BatchNormReLU(in_channels, bn_momentum=bn_momentum, bn_groups=bn_groups)
+            if pre_activation
+            else None
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, num_classes)
@@ -187,6 +296,9 @@ class ResNet(nn.Module):
         num_classes: outputs of the final fully connected layer.
         first_num_filters: channels after the start convolution (16 in the papers).
         bn_momentum: PyTorch's BN momentum (weight of the newest batch in running stats).
+        bn_groups: BN training statistics over this many equal parts of each batch.
+        shortcut: v1's shortcut where a block changes shape, ``"A"`` (zero-padded identity)
+            or ``"B"`` (1x1 convolution + BN); v2 takes ``"B"`` only.
         generator: source of every random draw of the initialization. ``None`` uses a fresh
             generator seeded with 0, so building a network is deterministic and never reads
             or advances the global RNG.
@@ -200,6 +312,8 @@ class ResNet(nn.Module):
         first_num_filters: int = 16,
         bn_momentum: float = 0.1,
         *,
+        bn_groups: int = 1,
+        shortcut: str = "B",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -214,8 +328,15 @@ class ResNet(nn.Module):
                 raise ValueError(f"ResNet: {name} must be an integer >= 1, got {value!r}")
         if not 0.0 <= bn_momentum <= 1.0:
             raise ValueError(f"ResNet: bn_momentum must be in [0, 1], got {bn_momentum!r}")
+        if isinstance(bn_groups, bool) or not isinstance(bn_groups, int) or bn_groups < 1:
+            raise ValueError(f"ResNet: bn_groups must be an integer >= 1, got {bn_groups!r}")
+        if shortcut not in SHORTCUTS or (version == 2 and shortcut != "B"):
+            raise ValueError(
+                f"ResNet: shortcut must be A or B for v1 and B for v2, got {shortcut!r}"
+            )
         self.version = version
         self.resnet_size = resnet_size
+        bn = {"bn_momentum": bn_momentum, "bn_groups": bn_groups}
 
         # PyTorch's layer constructors draw a default init from the global RNG; we overwrite it
         # below from `generator`, and fork the global RNG so that building leaves it untouched.
@@ -223,7 +344,7 @@ class ResNet(nn.Module):
             self.start_layer = conv3x3(3, first_num_filters)
             if version == 1:
                 block, widths = StandardBlock, [first_num_filters * 2**i for i in range(3)]
-                self.start_bn_relu = BatchNormReLU(first_num_filters, bn_momentum=bn_momentum)
+                self.start_bn_relu = BatchNormReLU(first_num_filters, **bn)
             else:
                 block = BottleneckBlock
                 widths = [BottleneckBlock.expansion * first_num_filters * 2**i for i in range(3)]
@@ -239,13 +360,14 @@ class ResNet(nn.Module):
                         width,
                         resnet_size,
                         stride=stride,
-                        bn_momentum=bn_momentum,
+                        shortcut=shortcut,
+                        **bn,
                     )
                 )
                 in_channels = width
             self.stacks = nn.Sequential(*stacks)
             self.output_layer = OutputLayer(
-                in_channels, num_classes, pre_activation=version == 2, bn_momentum=bn_momentum
+                in_channels, num_classes, pre_activation=version == 2, **bn
             )
         self.reset_parameters(generator)
 
@@ -266,6 +388,11 @@ class ResNet(nn.Module):
                 bound = 1.0 / math.sqrt(module.in_features)
                 nn.init.uniform_(module.weight, -bound, bound, generator=generator)
                 nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+
+    @property
+    def depth(self) -> int:
+        """The papers' depth (see ``resnet_depth``)."""
+        return resnet_depth(self.version, self.resnet_size)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
@@ -299,9 +426,12 @@ def count_parameters(model: nn.Module) -> int:
 
 if __name__ == "__main__":
     sizes = [(1, 3), (1, 5), (1, 7), (1, 9), (1, 8), (1, 16), (1, 18), (2, 8), (2, 16), (2, 18)]
-    print(f"{'version':>7} {'n':>3} {'depth':>6} {'layers':>6} {'parameters':>11}")
+    print(f"{'version':>7} {'n':>3} {'depth':>6} {'layers':>6} {'params A':>11} {'params B':>11}")
     for version, size in sizes:
         net = ResNet(version, size)
-        depth = 6 * size + 2 if version == 1 else 9 * size + 2
-        layers, params = weighted_layers(net), count_parameters(net)
-        print(f"{version:>7} {size:>3} {depth:>6} {layers:>6} {params:>11,}")
+        option_a = count_parameters(ResNet(version, size, shortcut="A")) if version == 1 else None
+        a = f"{option_a:>11,}" if option_a is not None else f"{'-':>11}"
+        print(
+            f"{version:>7} {size:>3} {net.depth:>6} {weighted_layers(net):>6} {a} "
+            f"{count_parameters(net):>11,}"
+        )

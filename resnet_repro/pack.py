@@ -18,17 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_repro.data import (
-    BATCH_DIR,
-    LABEL_NAMES,
-    NUM_CLASSES,
-    RECORD_SIZE,
-    DataError,
-    dump_py2_pickle,
-    load_cifar10,
-    md5_of,
-    write_tar_gz,
-)
+from resnet_repro.archive_writer import dump_py2_pickle, write_tar_gz
+from resnet_repro.cifar import BATCH_DIR, LABEL_NAMES, NUM_CLASSES, RECORD_SIZE, DataError, md5_of
+from resnet_repro.data import load_cifar10
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TRAIN_BATCHES = 5

@@ -20,11 +20,15 @@ from typing import Any
 
 import yaml
 
-from resnet_repro.checkpoint import CheckpointError, load_checkpoint
+from resnet_repro.archive_writer import write_fake_cifar10
+from resnet_repro.checkpoint import CheckpointError, code_digest, load_checkpoint
+from resnet_repro.cifar import md5_of
 from resnet_repro.config import ConfigError, TrainConfig, make_config
-from resnet_repro.data import md5_of, write_fake_cifar10
+from resnet_repro.data import load_splits
 from resnet_repro.evaluate import accuracy, checkpoint_paths, load_eval_data, parse_checkpoints
-from resnet_repro.train import code_digest, load_splits, read_history, resolve_device, train
+from resnet_repro.run_folder import read_history
+from resnet_repro.runtime import resolve_device
+from resnet_repro.train import train
 
 PIPELINE_KEYS = ("eval_checkpoints",)
 CPU_PARAMS = Path("pipeline") / "params-cpu.yaml"

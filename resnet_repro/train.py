@@ -1,14 +1,14 @@
 """The training engine: seeded, resumable, recipe-driven training of one run.
 
-A run directory holds ``config.yaml`` (the resolved ``TrainConfig``), ``provenance.json``
-(package, git commit, torch/CUDA versions, device, data md5, config hash), ``history.jsonl``
-(one line per epoch), ``model-{epoch}.ckpt`` every ``checkpoint_every`` epochs and
-``last.ckpt`` after every epoch.
+A run folder holds ``config.yaml``, ``provenance.json``, ``history.jsonl`` (see
+``run_folder.py``), ``model-{epoch}.ckpt`` every ``checkpoint_every`` epochs and ``last.ckpt``
+after every epoch (see ``checkpoint.py``). This module owns the loop: optimizer, learning-rate
+schedule, one epoch's steps, the per-epoch validation, and what a resume may change.
 
 Design choices:
 
 * The data set lives on the device as uint8; each step gathers a batch, augments it with
-  the same crop-and-flip as ``augment_batch`` and standardizes it there. No per-image
+  the same crop-and-flip as ``augment_batch`` and normalizes it there. No per-image
   Python, no worker processes.
 * One ``seed`` decides everything random, through three generators derived from it: model
   init, data order (CPU) and augmentation (on the device). The global RNG is never used, and
@@ -20,100 +20,69 @@ Design choices:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import json
-import logging
 import math
 import os
-import platform
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm import tqdm
 
 from resnet_repro import __version__
-from resnet_repro.atomic import write_atomic
-from resnet_repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from resnet_repro.checkpoint import (
+    CheckpointError,
+    check_architecture,
+    check_device_type,
+    code_digest,
+    load_checkpoint,
+    save_checkpoint,
+)
 from resnet_repro.config import ConfigError, TrainConfig
-from resnet_repro.data import BATCH_DIR, DataError, load_cifar10_with_md5, train_valid_split
-from resnet_repro.image_utils import crop_flip_unchecked, draw_crop_flip, standardize
-from resnet_repro.net import ResNet
-
-log = logging.getLogger(__name__)
+from resnet_repro.data import DataError, Splits, load_splits
+from resnet_repro.distributed import Distributed
+from resnet_repro.evaluate import evaluate_model
+from resnet_repro.image_utils import Normalization, crop_flip_unchecked, draw_crop_flip
+from resnet_repro.run_folder import (
+    HISTORY,
+    append_history,
+    append_segment,
+    code_version,
+    machine,
+    now,
+    read_history,
+    run_folder_lock,
+    write_history,
+)
+from resnet_repro.runtime import (
+    autocast,
+    build_model,
+    compiled,
+    deterministic_kernels,
+    resolve_device,
+    to_device,
+)
 
 ESTIMATE_AFTER = 10  # steps timed before the expected duration of a CPU run is printed
-ARCHITECTURE_FIELDS = ("version", "resnet_size", "num_classes", "first_num_filters")
+# One-cycle schedule: the learning rate ramps from ONECYCLE_START x lr to lr over the first
+# ONECYCLE_RAMP of the steps, then falls linearly to 0.
+ONECYCLE_START = 0.1
+ONECYCLE_RAMP = 0.2
+# Config fields a resume may change without changing the experiment: where and how fast it
+# runs, not what it computes. Its length too, where the schedule does not depend on it.
+RESUME_MAY_CHANGE = ("device", "data", "cache_dir", "eval_batch_size", "checkpoint_every")
+LENGTH_FIELDS = ("epochs", "max_iters")
+LENGTH_FREE_SCHEDULES = ("constant", "multistep")
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
 
 
-@dataclass
-class Splits:
-    """uint8 images ``[N, 3072]`` and int64 labels of each split, and the source's md5."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_valid: np.ndarray
-    y_valid: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    source_md5: str
-
-
-def load_splits(config: TrainConfig) -> Splits:
-    """Load the data the config names and split off validation (seed: first 45k train)."""
-    source = Path(config.data)
-    cache = config.cache_dir or None
-    if cache is None and source.is_dir():
-        root = source if (source / BATCH_DIR).is_dir() else source.parent
-        cache = root / "npy-cache"
-    (x, y, x_test, y_test), md5 = load_cifar10_with_md5(source, cache_dir=cache)
-    if config.valid_fraction > 0:
-        split = train_valid_split(x, y, None, valid_fraction=config.valid_fraction)
-    else:
-        if config.split_index >= len(x):
-            raise ConfigError(
-                f"split_index {config.split_index} leaves no validation data among {len(x)} "
-                f"training images of {source}; set valid_fraction (e.g. 0.1) for a small data set"
-            )
-        split = train_valid_split(x, y, config.split_index)
-    return Splits(*split, np.asarray(x_test), np.asarray(y_test), md5)
-
-
-def to_device(x: np.ndarray, y: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor]:
-    """uint8 rows ``[N, 3072]`` as images ``[N, 3, 32, 32]`` and int64 labels on ``device``.
-    ``np.array`` copies a read-only memory-mapped cache into writable memory torch accepts."""
-    return (
-        torch.from_numpy(np.array(x)).view(-1, 3, 32, 32).to(device),
-        torch.from_numpy(np.array(y)).to(device),
-    )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"device {name!r} is not a valid torch device") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here")
-    return device
+class TrainingInterrupted(TrainingError):
+    """The user stopped the run (Ctrl-C); the message says where to resume from."""
 
 
 def stream_seed(seed: int, stream: str) -> int:
@@ -126,16 +95,15 @@ def lr_factor(config: TrainConfig, step: int, total_steps: int) -> float:
     if config.schedule == "constant":
         return 1.0
     if config.schedule == "multistep":
-        if step < config.warmup_iters:
+        if config.warms_up and step < config.warmup_iters:
             return config.warmup_lr / config.lr
         return config.lr_decay ** sum(step >= m for m in config.milestones)
     progress = step / max(total_steps, 1)
     if config.schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
-    # onecycle: linear ramp 0.1 -> 1 over the first 20% of steps, then linear decay to 0.
-    if progress < 0.2:
-        return 0.1 + 0.9 * progress / 0.2
-    return max(0.0, (1.0 - progress) / 0.8)
+    if progress < ONECYCLE_RAMP:
+        return ONECYCLE_START + (1.0 - ONECYCLE_START) * progress / ONECYCLE_RAMP
+    return max(0.0, (1.0 - progress) / (1.0 - ONECYCLE_RAMP))
 
 
 def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:
@@ -146,120 +114,35 @@ def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:
 
 
 def total_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
+    """Optimizer steps of the whole run: ``epochs`` epochs, capped by ``max_iters`` if set."""
     steps = config.epochs * steps_per_epoch(n_train, config.batch_size, world_size)
     return min(steps, config.max_iters) if config.max_iters else steps
 
 
-@dataclass(frozen=True)
-class Distributed:
-    """This process's place in a torchrun job (rank 0 of 1 when run directly).
-
-    Scaling rule: the global batch is ``config.batch_size`` whatever the world size; each rank
-    takes a contiguous 1/world_size slice of every global batch of the epoch's permutation, and
-    the learning rate follows the config unchanged. Data order and augmentation draws are the
-    same for any world size; BN statistics are per rank (or synchronized with ``sync_bn`` on
-    CUDA) and the gradient reduction order differs, so runs with different world sizes agree
-    to float tolerance per step, not bitwise.
-    """
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> Distributed:
-        return cls(
-            int(os.environ.get("RANK", 0)),
-            int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)),
-        )
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def shard(self, n: int) -> slice:
-        return slice(self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size)
-
-
-def provenance(config: TrainConfig, device: torch.device, data_md5: str) -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {
-        "package_version": __version__,
-        "git_commit": commit,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
-        "data_md5": data_md5,
-        "config_hash": config.config_hash(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-@contextlib.contextmanager
-def run_folder_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` while a run writes it: a second training process
-    into the same folder would interleave its history and checkpoints with the first's. The
-    operating system releases the lock when the process dies, so a killed run leaves none."""
-    with open(folder / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "unknown"
-            raise ConfigError(
-                f"{folder} is being written by another training process (pid {holder}); wait "
-                "for it to finish, or train into another --out folder"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        yield
-
-
-def compiled(module: nn.Module) -> nn.Module:
-    """``torch.compile`` with static shapes. With automatic dynamic shapes the kernels a batch
-    size gets depend on which sizes the process saw before (the epoch's last, smaller batch
-    turns the batch dimension dynamic), so a resumed process would compute with other kernels
-    than an uninterrupted one; static shapes make each size's kernels independent of history."""
-    return torch.compile(module, dynamic=False)
-
-
-def code_digest() -> str:
-    """sha256 over this package's source files: the code a checkpoint was trained with, so a
-    pipeline stage continues an interrupted run only with the same code."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def set_deterministic() -> None:
-    """Deterministic kernels on CUDA. What still varies: results differ across GPU models,
-    driver/CUDA/cuDNN and torch versions, and between CPU and GPU."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
+def config_changes(saved: dict[str, Any], config: TrainConfig) -> tuple[list[str], list[str]]:
+    """Where ``config`` differs from a checkpoint's config: (changes of the experiment, changes
+    a resume may make freely), each as ``"field old -> new"``."""
+    free = RESUME_MAY_CHANGE
+    if saved.get("schedule") in LENGTH_FREE_SCHEDULES:
+        free += LENGTH_FIELDS
+    experiment, benign = [], []
+    for k, v in config.to_dict().items():
+        if saved.get(k) != v:
+            (benign if k in free else experiment).append(f"{k} {saved.get(k)!r} -> {v!r}")
+    return experiment, benign
 
 
 class Trainer:
-    """Trains one run described by ``config`` into ``out_dir``."""
+    """Trains one run described by ``config`` into ``out_dir``.
+
+    Args:
+        config: the run's settings (validated here).
+        out_dir: the run folder; created if missing.
+        splits: the data, if already loaded (otherwise loaded from ``config.data``).
+        progress: show tqdm bars (None: only when stderr is a terminal).
+        echo: print the seed's progress lines (rank 0 only).
+        dist: this process's place in a torchrun job (default: from the environment).
+    """
 
     def __init__(
         self,
@@ -274,34 +157,26 @@ class Trainer:
         self.config = config.validate()
         self.out_dir = Path(out_dir)
         self.dist = dist if dist is not None else Distributed.from_env()
-        self.device = resolve_device(config.device)
-        if self.device.type == "cuda" and self.dist.world_size > 1:
-            self.device = torch.device("cuda", self.dist.local_rank)
-            torch.cuda.set_device(self.device)
+        self.device = self.dist.device(resolve_device(config.device))
         self.progress = progress
         self.echo = echo and self.dist.is_main
         self.splits = splits if splits is not None else load_splits(config)
         self._check_data()
-        if config.deterministic:
-            set_deterministic()
+        # From the training images only, as the papers' per-pixel mean; stored with the run.
+        self.normalize = Normalization.fit(config.normalization, self.splits.x_train).to(
+            self.device
+        )
 
         gen = torch.Generator().manual_seed(stream_seed(config.seed, "init"))
-        self.model = ResNet(
-            config.version,
-            config.resnet_size,
-            num_classes=config.num_classes,
-            first_num_filters=config.first_num_filters,
-            bn_momentum=config.bn_momentum,
-            generator=gen,
-        ).to(self.device)
+        self.model = build_model(config, generator=gen).to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # Evaluation runs on rank 0 alone, so it must not go through DDP's collectives.
-        self.eval_forward = compiled(self.model) if config.compile else self.model
-        self.forward = self.eval_forward
+        self.eval_net = compiled(self.model) if config.compile else self.model
+        self.train_net = self.eval_net
         if self.dist.world_size > 1:
-            ddp = self._wrap_distributed()
-            self.forward = compiled(ddp) if config.compile else ddp
+            ddp = self.dist.wrap(self.model, self.device, sync_bn=config.sync_bn)
+            self.train_net = compiled(ddp) if config.compile else ddp
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.order_gen = torch.Generator().manual_seed(stream_seed(config.seed, "order"))
         self.augment_gen = torch.Generator(device=self.device).manual_seed(
@@ -317,23 +192,10 @@ class Trainer:
         )
         self.epoch = 0
         self.global_step = 0
+        self.saved_epoch: int | None = None  # the epoch last.ckpt holds
         s = self.splits
         self.x_train, self.y_train = to_device(s.x_train, s.y_train, self.device)
         self.x_valid, self.y_valid = to_device(s.x_valid, s.y_valid, self.device)
-
-    def _wrap_distributed(self) -> nn.Module:
-        import torch.distributed as torch_dist
-        from torch.nn.parallel import DistributedDataParallel
-
-        if not torch_dist.is_initialized():
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
-            torch_dist.init_process_group(backend)
-        if self.config.sync_bn:
-            if self.device.type != "cuda":
-                raise ConfigError("sync_bn needs CUDA: torch's SyncBatchNorm does not run on CPU")
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=device_ids)
 
     def _check_data(self) -> None:
         s, c = self.splits, self.config
@@ -365,6 +227,7 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        """Everything a resume needs to continue bitwise, and what identifies the run."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -376,23 +239,27 @@ class Trainer:
                 "augment": self.augment_gen.get_state().cpu(),
             },
             "config": self.config.to_dict(),
+            "normalization": self.normalize.state(),
             "package_version": __version__,
             "code_digest": self.code_digest,
             "data_md5": self.splits.source_md5,
-            # CPU and CUDA generators are different streams: a run resumes on its device type.
             "device_type": self.device.type,
         }
 
-    def restore(self, path: Path) -> None:
+    def restore(self, path: Path, *, allow_changes: bool = False) -> list[str]:
+        """Continue from the checkpoint at ``path``. Returns what differs from the run that
+        wrote it; refuses a change of the experiment unless ``allow_changes``."""
         state = load_checkpoint(path)
         check_architecture(state, self.config, path)
-        saved_device = state.get("device_type", "cpu")
-        if saved_device != self.device.type:
+        check_device_type(state, self.device.type, path)
+        changes, benign = config_changes(state["config"], self.config)
+        if state.get("data_md5") not in (None, self.splits.source_md5):
+            changes.append(f"data md5 {state['data_md5']} -> {self.splits.source_md5}")
+        if changes and not allow_changes:
             raise CheckpointError(
-                f"{path}: written by a run on {saved_device}, but this run is on "
-                f"{self.device.type}; the augmentation's random stream differs between device "
-                f"types, so the run cannot continue bitwise here. Resume with --device "
-                f"{saved_device}, or start a new run in another folder"
+                f"{path}: resuming would change the experiment: {'; '.join(changes)}. Resume "
+                f"with --config {path.parent / 'config.yaml'} to continue it unchanged, or pass "
+                "--allow-changes to continue with these changes recorded in provenance.json"
             )
         try:
             self.model.load_state_dict(state["model"])
@@ -405,22 +272,44 @@ class Trainer:
             raise CheckpointError(f"{path}: does not fit this run ({e})") from e
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
+        self.saved_epoch = self.epoch
+        return changes + benign
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def run(self, *, resume: bool = False) -> list[dict[str, Any]]:
-        """Train to ``config.epochs`` (or ``max_iters``); returns the history."""
+    def fit(self, *, resume: bool = False, allow_changes: bool = False) -> list[dict[str, Any]]:
+        """Train to ``config.epochs`` (or ``max_iters``); returns the history.
+
+        Args:
+            resume: continue from ``out_dir/last.ckpt`` (an error if it is missing).
+            allow_changes: let a resume change the experiment's config (recorded).
+        """
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # Rank 0 writes the folder, so it alone holds the lock.
-        with run_folder_lock(self.out_dir) if self.dist.is_main else contextlib.nullcontext():
-            return self._run(resume=resume)
+        lock = run_folder_lock(self.out_dir) if self.dist.is_main else contextlib.nullcontext()
+        with lock, deterministic_kernels(self.config.deterministic):
+            try:
+                return self._fit(resume=resume, allow_changes=allow_changes)
+            except KeyboardInterrupt:
+                raise TrainingInterrupted(
+                    f"interrupted; {self.out_dir / 'last.ckpt'} holds epoch {self.saved_epoch}: "
+                    f"rerun with --resume --out {self.out_dir} to continue"
+                    if self.saved_epoch is not None
+                    else "interrupted before the first epoch ended; nothing was saved"
+                ) from None
 
-    def _run(self, *, resume: bool) -> list[dict[str, Any]]:
+    def _fit(self, *, resume: bool, allow_changes: bool) -> list[dict[str, Any]]:
         out = self.out_dir
         last = out / "last.ckpt"
-        history_path = out / "history.jsonl"
-        if resume and last.exists():
-            self.restore(last)
+        history_path = out / HISTORY
+        changes: list[str] = []
+        if resume:
+            if not last.exists():
+                raise ConfigError(
+                    f"--resume: {last} does not exist; check the --out folder, or leave out "
+                    "--resume to start a new run there"
+                )
+            changes = self.restore(last, allow_changes=allow_changes)
             history = [h for h in read_history(history_path) if h["epoch"] <= self.epoch]
             self._say(f"Resuming {out} from epoch {self.epoch} (step {self.global_step}).")
         elif last.exists() or any(out.glob("model-*.ckpt")):
@@ -434,9 +323,7 @@ class Trainer:
         if main:
             write_history(history_path, history)
             self.config.save(out / "config.yaml")
-            prov = provenance(self.config, self.device, self.splits.source_md5)
-            prov["world_size"] = self.dist.world_size
-            (out / "provenance.json").write_text(json.dumps(prov, indent=2))
+            append_segment(out, self._segment(changes))
         self._say("### Training... ###")
         per_epoch = steps_per_epoch(self.n_train, self.config.batch_size, self.dist.world_size)
         while self.epoch < self.config.epochs and self.global_step < self.total_steps:
@@ -472,7 +359,24 @@ class Trainer:
                 save_checkpoint(out / f"model-{epoch}.ckpt", state)
                 self._say("Checkpoint has been created.")
             save_checkpoint(last, state)
+            self.saved_epoch = epoch
         return history
+
+    def _segment(self, changes: list[str]) -> dict[str, Any]:
+        """provenance.json's record of this process's part of the run."""
+        return {
+            "started": now(),
+            "from_epoch": self.epoch,
+            "from_step": self.global_step,
+            "config_hash": self.config.config_hash(),
+            "config_changes": changes,
+            "code": code_version(),
+            "code_digest": self.code_digest,
+            "machine": machine(self.device),
+            "data": str(self.config.data),
+            "data_md5": self.splits.source_md5,
+            "world_size": self.dist.world_size,
+        }
 
     def _train_epoch(self, epoch: int, steps: int) -> tuple[float, float, int]:
         self.model.train()
@@ -494,12 +398,12 @@ class Trainer:
             offsets, flips = draw_crop_flip(len(batch), self.augment_gen)
             shard = self.dist.shard(len(batch))
             idx = batch[shard]
-            x = standardize(crop_flip_unchecked(self.x_train[idx], offsets[shard], flips[shard]))
+            x = self.normalize(crop_flip_unchecked(self.x_train[idx], offsets[shard], flips[shard]))
             y = self.y_train[idx]
             if self.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.config.precision):
-                logits = self.forward(x)
+                logits = self.train_net(x)
             loss = self.loss_fn(logits.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
             if world > 1:
@@ -519,25 +423,20 @@ class Trainer:
             seen += len(idx)
             bar.update()
         bar.close()
-        if world > 1:
-            import torch.distributed as torch_dist
-
-            totals = torch.stack(
-                [
-                    loss_sum,
-                    correct.to(loss_sum.dtype),
-                    torch.tensor(float(seen), device=self.device),
-                ]
-            )
-            torch_dist.all_reduce(totals)
-            torch_dist.all_reduce(bad_step, op=torch_dist.ReduceOp.MAX)
-            loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
+        totals = torch.stack(
+            [loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=self.device)]
+        )
+        loss_sum, correct, total = self.dist.sum(totals)
+        bad_step = self.dist.max(bad_step)
         if int(bad_step) >= 0:
             raise TrainingError(
                 f"loss became NaN/inf at epoch {epoch}, step {int(bad_step)}; the last good "
                 f"checkpoint is {self.out_dir / 'last.ckpt'} (epoch {self.epoch})"
+                if self.epoch
+                else f"loss became NaN/inf at epoch {epoch}, step {int(bad_step)}, before any "
+                "checkpoint was written; lower --lr or check the data"
             )
-        return float(loss_sum) / seen, float(correct) / seen, seen
+        return float(loss_sum) / float(total), float(correct) / float(total), int(total)
 
     def _estimate_duration(self, seconds: float) -> None:
         """On a CPU, say early how long the whole run will take: a full-size grid there is
@@ -557,76 +456,36 @@ class Trainer:
         # None lets tqdm decide: quiet when stderr is not a TTY.
         return None if self.progress is None else not self.progress
 
-    def evaluate(self, x: Tensor, y: Tensor) -> tuple[float, float]:
-        return evaluate_model(self.eval_forward, x, y, self.config)
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Mean loss and accuracy of the current weights on uint8 images ``x``."""
+        return evaluate_model(self.eval_net, x, y, self.config, self.normalize)
 
     def _say(self, line: str) -> None:
         if self.echo:
             print(line, flush=True)
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@torch.no_grad()
-def evaluate_model(
-    forward: nn.Module, x: Tensor, y: Tensor, config: TrainConfig
-) -> tuple[float, float]:
-    """Mean loss and accuracy of ``forward`` (a model, compiled or not) in eval mode over
-    uint8 images ``x`` on the device, standardized but not augmented."""
-    forward.eval()
-    if len(y) == 0:
-        return float("nan"), float("nan")
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
-    for start in range(0, len(y), config.eval_batch_size):
-        xb = standardize(x[start : start + config.eval_batch_size])
-        if config.channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        yb = y[start : start + config.eval_batch_size]
-        with autocast(x.device, config.precision):
-            logits = forward(xb).float()
-        loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum")
-        correct += (logits.argmax(1) == yb).sum()
-    return float(loss_sum) / len(y), float(correct) / len(y)
-
-
-def check_architecture(state: dict[str, Any], config: TrainConfig, path: Path) -> None:
-    saved = state["config"]
-    diff = [
-        f"{k} {saved.get(k)!r} (checkpoint) vs {getattr(config, k)!r} (run)"
-        for k in ARCHITECTURE_FIELDS
-        if saved.get(k) != getattr(config, k)
-    ]
-    if diff:
-        raise CheckpointError(f"{path}: checkpoint of another architecture: {'; '.join(diff)}")
-
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(h) + "\n" for h in history)
-    write_atomic(path, lambda f: f.write(text.encode()))
-
-
-def append_history(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
 def train(
-    config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False, **kwargs: Any
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    allow_changes: bool = False,
+    **kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """Build a ``Trainer`` and run it; the library's one-call entry point."""
+    """Train one run into ``out_dir``; the library's one-call entry point.
+
+    Args:
+        config: the run's settings (e.g. from ``make_config``).
+        out_dir: the run folder.
+        resume: continue from ``out_dir/last.ckpt``.
+        allow_changes: let a resume change the experiment (recorded in provenance.json).
+        **kwargs: passed to ``Trainer`` (``splits``, ``progress``, ``echo``, ``dist``).
+    Returns:
+        one record per epoch (as in ``history.jsonl``).
+    """
     if resume:
         last = Path(out_dir) / "last.ckpt"
         if last.exists():  # fail on a foreign checkpoint before loading any data
             check_architecture(load_checkpoint(last), config, last)
-    return Trainer(config, out_dir, **kwargs).run(resume=resume)
+    return Trainer(config, out_dir, **kwargs).fit(resume=resume, allow_changes=allow_changes)

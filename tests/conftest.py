@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from resnet_repro.data import write_fake_cifar10
+from resnet_repro.archive_writer import write_fake_cifar10
 
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile(

@@ -7,7 +7,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resnet_repro.data import BATCH_DIR, load_cifar10, train_valid_split, write_fake_cifar10
+from resnet_repro.archive_writer import write_fake_cifar10
+from resnet_repro.cifar import BATCH_DIR
+from resnet_repro.data import load_cifar10, train_valid_split
 
 
 @settings(max_examples=10)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from resnet_repro.cli import build_parser, config_from_args
-from resnet_repro.config import RECIPES, ConfigError, TrainConfig, make_config
+from resnet_repro.config import DEFAULT_RECIPE, RECIPES, ConfigError, TrainConfig, make_config
 
 
 def test_seed_recipe_holds_the_seed_setup():
@@ -32,11 +32,22 @@ def test_paper_recipe_holds_he_et_al_2015():
     )
     assert c.milestones == [32_000, 48_000] and c.lr_decay == 0.1 and c.max_iters == 64_000
     assert c.split_index == 45_000 and c.bn_momentum == 0.1
-    assert c.warmup_iters == 0  # ResNet-20 does not warm up
+    assert not c.warms_up  # ResNet-20 does not warm up
     deep = make_config("paper", version=1, resnet_size=18)  # ResNet-110
-    assert deep.warmup_iters == 400 and deep.warmup_lr == 0.01
-    assert make_config("paper", version=2, resnet_size=18).warmup_iters == 400  # depth 164
-    assert make_config("paper", version=1, resnet_size=18, warmup_iters=0).warmup_iters == 0
+    assert deep.warms_up and deep.warmup_iters == 400 and deep.warmup_lr == 0.01
+    assert make_config("paper", version=2, resnet_size=18).warms_up  # depth 164
+    assert not make_config("paper", version=1, resnet_size=18, warmup_iters=0).warms_up
+    assert make_config("paper", version=1, resnet_size=3, warmup_min_depth=0).warms_up
+
+
+def test_each_recipe_defines_every_recipe_setting_and_defaults_come_from_one():
+    fields = set(TrainConfig.recipe_fields())
+    assert "lr" in fields and "seed" not in fields
+    for name, recipe in RECIPES.items():
+        assert set(recipe) == fields, name
+    default = TrainConfig()
+    assert {f: getattr(default, f) for f in fields} == RECIPES[DEFAULT_RECIPE]
+    assert make_config() == make_config(DEFAULT_RECIPE)
 
 
 def test_fast_recipe_uses_the_fast_path():

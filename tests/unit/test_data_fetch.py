@@ -10,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from resnet_repro.archive_writer import fake_batches, write_tar_gz
+from resnet_repro.cifar import BATCH_DIR, DataError, md5_of
 from resnet_repro.cli import main
-from resnet_repro.data import (
-    BATCH_DIR,
-    DataError,
-    fake_batches,
-    fetch_cifar10,
-    md5_of,
-    write_tar_gz,
-)
+from resnet_repro.fetch import fetch_cifar10
 
 
 class Server:

@@ -8,19 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from resnet_repro.data import (
-    BATCH_DIR,
-    DataError,
-    _check_official_counts,
+from resnet_repro.archive_writer import (
     dump_py2_pickle,
     fake_batches,
-    load_batch,
-    load_cifar10,
-    md5_of,
-    train_valid_split,
     write_fake_cifar10,
     write_tar_gz,
 )
+from resnet_repro.cifar import BATCH_DIR, DataError, md5_of
+from resnet_repro.data import _check_official_counts, load_batch, load_cifar10, train_valid_split
 
 
 def archive_with(tmp_path, name: str, batch_bytes: bytes):

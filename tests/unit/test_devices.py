@@ -19,9 +19,9 @@ import pytest
 import torch
 from PIL import Image
 
+from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import load_checkpoint, weights_digest
 from resnet_repro.config import make_config
-from resnet_repro.data import write_fake_cifar10
 from resnet_repro.evaluate import evaluate_run, predict
 from resnet_repro.train import train
 

@@ -14,11 +14,12 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
+from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import load_checkpoint
 from resnet_repro.config import make_config
-from resnet_repro.data import write_fake_cifar10
-from resnet_repro.image_utils import crop_flip_unchecked, draw_crop_flip, standardize
-from resnet_repro.train import Distributed, Trainer, steps_per_epoch
+from resnet_repro.distributed import Distributed
+from resnet_repro.image_utils import crop_flip_unchecked, draw_crop_flip
+from resnet_repro.train import Trainer, steps_per_epoch
 
 pytestmark = pytest.mark.skipif(not torch_dist.is_available(), reason="no torch.distributed")
 
@@ -71,7 +72,7 @@ def _rank_main(rank, port, archive, out, results):
             mismatches.append(trainer.global_step)
 
     trainer.optimizer.register_step_post_hook(compare_ranks)
-    trainer.run()
+    trainer.fit()
     steps = trainer.global_step
     torch_dist.destroy_process_group()
     if rank == 0:
@@ -94,7 +95,7 @@ def single_process_reference(config, out, steps):
         for rank in range(WORLD):
             shard = Distributed(rank, WORLD).shard(len(batch))
             idx = batch[shard]
-            x = standardize(crop_flip_unchecked(ref.x_train[idx], offsets[shard], flips[shard]))
+            x = ref.normalize(crop_flip_unchecked(ref.x_train[idx], offsets[shard], flips[shard]))
             loss = ref.loss_fn(ref.model(x), ref.y_train[idx]) * (len(idx) / len(batch))
             loss.backward()
         ref.optimizer.step()
@@ -180,8 +181,9 @@ def test_world_size_one_is_the_plain_path(archive, tmp_path):
 def test_resume_a_two_rank_run_with_one_rank(archive, tmp_path):
     run = tmp_path / "run"
     subprocess.run(cli(*train_args(archive, run, 1), torchrun=2), check=True, capture_output=True)
-    assert json.loads((run / "provenance.json").read_text())["world_size"] == 2
     subprocess.run(cli(*train_args(archive, run, 2), "--resume"), check=True, capture_output=True)
+    segments = json.loads((run / "provenance.json").read_text())["segments"]
+    assert [(s["world_size"], s["from_epoch"]) for s in segments] == [(2, 0), (1, 1)]
     epochs = [json.loads(x)["epoch"] for x in (run / "history.jsonl").read_text().splitlines()]
     assert epochs == [1, 2] and load_checkpoint(run / "last.ckpt")["epoch"] == 2
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from resnet_repro.cifar import LABEL_NAMES, DataError
 from resnet_repro.cli import main
-from resnet_repro.data import LABEL_NAMES, DataError, load_cifar10
+from resnet_repro.data import load_cifar10
 from resnet_repro.pack import pack_image_folder
 
 

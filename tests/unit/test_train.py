@@ -13,16 +13,18 @@ import torch
 
 from resnet_repro import checkpoint as checkpoint_module
 from resnet_repro import train as train_module
+from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import (
     CheckpointError,
     load_checkpoint,
     save_checkpoint,
     weights_digest,
 )
+from resnet_repro.cifar import DataError
 from resnet_repro.config import ConfigError, make_config
-from resnet_repro.data import DataError, write_fake_cifar10
+from resnet_repro.data import load_splits
 from resnet_repro.evaluate import evaluate_run
-from resnet_repro.train import Trainer, TrainingError, load_splits, lr_factor, train
+from resnet_repro.train import Trainer, TrainingError, TrainingInterrupted, lr_factor, train
 
 
 def tiny_config(data, **overrides):
@@ -90,8 +92,9 @@ def test_run_directory_contents_and_seed_lines(fake_archive, tmp_path, capsys):
         "seconds",
         "images_per_s",
     }
-    prov = json.loads((tmp_path / "provenance.json").read_text())
-    assert prov["torch"] == torch.__version__ and len(prov["data_md5"]) == 32
+    (prov,) = json.loads((tmp_path / "provenance.json").read_text())["segments"]
+    assert prov["machine"]["torch"] == torch.__version__ and len(prov["data_md5"]) == 32
+    assert (prov["from_epoch"], prov["config_changes"]) == (0, [])
     assert (
         prov["config_hash"] == tiny_config(fake_archive, epochs=3, checkpoint_every=2).config_hash()
     )
@@ -191,7 +194,7 @@ def test_kill_between_epoch_checkpoint_and_last_loses_no_checkpoint(
         real_save(path, state)
 
     monkeypatch.setattr(train_module, "save_checkpoint", killed_before_last)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(TrainingInterrupted, match=r"last.ckpt holds epoch 1: rerun with --resume"):
         train(config, tmp_path / "part", echo=False)
     assert load_checkpoint(tmp_path / "part/last.ckpt")["epoch"] == 1
     assert (tmp_path / "part/model-2.ckpt").is_file()
@@ -248,7 +251,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good(fake_archive, tm
 
     trainer.loss_fn = poisoned
     with pytest.raises(TrainingError, match=r"NaN/inf at epoch 2, step 7.*last.ckpt \(epoch 1\)"):
-        trainer.run()
+        trainer.fit()
     assert load_checkpoint(tmp_path / "last.ckpt")["epoch"] == 1
     assert not (tmp_path / "model-2.ckpt").exists()
 

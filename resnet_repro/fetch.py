@@ -1,0 +1,273 @@
+"""Getting CIFAR-10 onto disk: a resumable, retried download (or a local copy), an md5 check,
+and safe extraction. Also the safe reading of a CIFAR tar that loading (``data.py``) shares.
+
+Guarantees:
+
+* Nothing corrupt ever sits under a final name: downloads and copies go to a ``.part`` file
+  beside the destination, are md5-checked, then moved with ``os.replace``; extraction goes to a
+  temporary folder that replaces the final one only when every member checked out.
+* Extraction accepts only the expected member names, as regular files; links, devices,
+  absolute paths and ``..`` are refused.
+* Every problem raises ``DataError`` naming the file and what was wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import hashlib
+import http.client
+import json
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+import warnings
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.error import HTTPError, URLError
+
+from tqdm import tqdm
+
+from resnet_repro.atomic import write_bytes_atomic
+from resnet_repro.cifar import (
+    BATCH_DIR,
+    CHUNK,
+    DATA_MEMBERS,
+    OFFICIAL_MD5,
+    OFFICIAL_MEMBER_MD5,
+    OFFICIAL_URL,
+    OPTIONAL_MEMBERS,
+    DataError,
+    md5_of,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCE_FILE = f"{BATCH_DIR}.source.json"  # beside the batches: which archive they came from
+
+
+def fetch_cifar10(
+    dest: str | os.PathLike,
+    *,
+    url: str = OFFICIAL_URL,
+    md5: str = OFFICIAL_MD5,
+    archive: str | os.PathLike | None = None,
+    progress: bool = True,
+    retries: int = 4,
+    backoff: float = 1.0,
+    timeout: float = 60.0,
+) -> Path:
+    """Put a verified, extracted CIFAR-10 under ``dest`` and return ``dest/cifar-10-batches-py``.
+
+    The archive comes from ``url`` (http(s), resumed with Range requests and retried with
+    exponential backoff, or ``file://``) or from a local ``archive`` copy. It must match ``md5``;
+    an md5 other than the official one is allowed only when named explicitly and draws a
+    warning. A second call with everything in place does no work.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    md5 = md5.lower()
+    if md5 != OFFICIAL_MD5:
+        warnings.warn(
+            f"fetch_cifar10: md5 {md5} is not the official archive's ({OFFICIAL_MD5}); "
+            "results on this data are not comparable with the published tables",
+            stacklevel=2,
+        )
+    batches = dest / BATCH_DIR
+    source = read_source(dest)
+    if source.get("archive_md5") == md5 and all((batches / m).is_file() for m in DATA_MEMBERS):
+        log.info("CIFAR-10 already in place at %s (archive md5 %s): nothing to do", batches, md5)
+        return batches
+
+    if archive is None and url.startswith("file://"):
+        archive = urllib.request.url2pathname(urllib.parse.urlparse(url).path)
+    name = Path(archive).name if archive is not None else Path(urllib.parse.urlparse(url).path).name
+    final = dest / (name or "cifar-10-python.tar.gz")
+    if not (final.is_file() and md5_of(final) == md5):
+        part = final.with_name(final.name + ".part")
+        if archive is not None:
+            _copy(Path(archive), part)
+        else:
+            _download(
+                url, part, progress=progress, retries=retries, backoff=backoff, timeout=timeout
+            )
+        got = md5_of(part)
+        if got != md5:
+            part.unlink()
+            raise DataError(
+                f"{archive or url}: md5 is {got}, expected {md5}. The file is corrupt or another "
+                "archive; for a mirror with a different md5 pass md5=... (--md5) explicitly"
+            )
+        os.replace(part, final)
+    _extract(final, dest, official=md5 == OFFICIAL_MD5, archive_md5=md5)
+    log.info("CIFAR-10 verified (md5 %s) and extracted to %s", md5, batches)
+    return batches
+
+
+def _copy(src: Path, part: Path) -> None:
+    if not src.is_file():
+        raise DataError(f"{src}: archive not found")
+    try:
+        shutil.copyfile(src, part)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def _download(
+    url: str, part: Path, *, progress: bool, retries: int, backoff: float, timeout: float
+) -> None:
+    """Download ``url`` into ``part``, resuming what a previous attempt left there."""
+    error: Exception | None = None
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        have = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=timeout
+            ) as resp:
+                if have and resp.status != 206:
+                    have = 0  # the server ignored the Range header: start over
+                length = resp.headers.get("Content-Length")
+                total = have + int(length) if length is not None else None
+                with (
+                    open(part, "ab" if have else "wb") as f,
+                    tqdm(
+                        total=total,
+                        initial=have,
+                        unit="B",
+                        unit_scale=True,
+                        disable=not progress,
+                        desc=part.name.removesuffix(".part"),
+                    ) as bar,
+                ):
+                    while chunk := resp.read(CHUNK):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+            if total is not None and part.stat().st_size != total:
+                raise http.client.IncompleteRead(b"", total - part.stat().st_size)
+            return
+        except HTTPError as e:
+            if e.code == 416:  # the part file is not a prefix of the resource: start over
+                part.unlink(missing_ok=True)
+                error = e
+                continue
+            if 400 <= e.code < 500 and e.code not in (408, 429):
+                raise DataError(f"{url}: download failed: HTTP {e.code} {e.reason}") from e
+            error = e
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DataError(f"{part}: disk full while downloading {url}") from e
+            error = e
+        except (http.client.HTTPException, URLError) as e:
+            error = e
+        log.warning(
+            "download of %s interrupted (%s); attempt %d of %d",
+            url,
+            error,
+            attempt + 1,
+            retries + 1,
+        )
+    raise DataError(f"{url}: download failed after {retries + 1} attempts: {error}")
+
+
+def check_member(member: tarfile.TarInfo, archive: Path) -> str | None:
+    """The member's file name if it is an expected regular file; None for the folder itself;
+    DataError for anything else."""
+    name = member.name.removeprefix("./")
+    if name.rstrip("/") == BATCH_DIR and member.isdir():
+        return None
+    base = name.removeprefix(f"{BATCH_DIR}/")
+    if name.startswith("/") or ".." in Path(name).parts:
+        raise DataError(f"{archive}: member {member.name!r} points outside the extraction folder")
+    if not member.isreg():
+        raise DataError(f"{archive}: member {member.name!r} is not a regular file (link or device)")
+    if not name.startswith(f"{BATCH_DIR}/") or base not in DATA_MEMBERS + OPTIONAL_MEMBERS:
+        raise DataError(f"{archive}: unexpected member {member.name!r}")
+    return base
+
+
+def _extract(archive: Path, dest: Path, *, official: bool, archive_md5: str) -> None:
+    """Check every member, extract into a temporary folder, then move it into place."""
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+    try:
+        member_md5: dict[str, str] = {}
+        with open_tar(archive) as tar:
+            for member in tar_members(tar, archive):
+                base = check_member(member, archive)
+                if base is None:
+                    continue
+                if base in member_md5:
+                    raise DataError(f"{archive}: member {member.name!r} appears twice")
+                tarfile.data_filter(member, str(tmp))  # the standard library's own check too
+                digest = hashlib.md5()
+                with (
+                    reading(archive),
+                    tar.extractfile(member) as src,
+                    open(tmp / base, "wb") as out,
+                ):
+                    while chunk := src.read(CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+                member_md5[base] = digest.hexdigest()
+        missing = [m for m in DATA_MEMBERS if m not in member_md5]
+        if missing:
+            raise DataError(f"{archive}: missing members {', '.join(missing)}")
+        if official:
+            for name, expected in OFFICIAL_MEMBER_MD5.items():
+                if member_md5[name] != expected:
+                    raise DataError(
+                        f"{archive}: member {name} has md5 {member_md5[name]}, expected {expected}"
+                    )
+        final = dest / BATCH_DIR
+        (dest / SOURCE_FILE).unlink(missing_ok=True)
+        if final.exists():
+            stale = Path(tempfile.mkdtemp(prefix=".stale-", dir=dest))
+            os.replace(final, stale / BATCH_DIR)
+            shutil.rmtree(stale)
+        os.chmod(tmp, 0o755)  # mkdtemp creates 0700
+        os.replace(tmp, final)
+        source = {
+            "archive": archive.name,
+            "archive_md5": archive_md5,
+            "official": official,
+            "member_md5": member_md5,
+        }
+        write_bytes_atomic(dest / SOURCE_FILE, json.dumps(source, indent=2).encode())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def reading(archive: Path) -> Iterator[None]:
+    """Turn the many ways a damaged gzip/tar fails into one DataError."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DataError(f"{archive}: archive is truncated or corrupt ({e})") from e
+
+
+def open_tar(archive: Path) -> tarfile.TarFile:
+    with reading(archive):
+        return tarfile.open(archive, "r:*")
+
+
+def tar_members(tar: tarfile.TarFile, archive: Path) -> Iterator[tarfile.TarInfo]:
+    with reading(archive):
+        yield from tar
+
+
+def read_source(dest: Path) -> dict:
+    try:
+        return json.loads((dest / SOURCE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}

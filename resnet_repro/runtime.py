@@ -1,0 +1,102 @@
+"""What training and evaluation share at run time: the device a config asks for, data as
+device tensors, autocast, deterministic kernels, compilation, and the model a config describes.
+
+Training (``train.py``) and evaluation (``evaluate.py``) both build on this module; neither
+imports the other's engine for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from resnet_repro.config import ConfigError, TrainConfig
+from resnet_repro.net import ResNet
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` picks CUDA, then MPS, then CPU; any other name must be a torch device that
+    exists here. Raises ConfigError naming the device otherwise."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"device {name!r} is not a valid torch device") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+def to_device(x: np.ndarray, y: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor]:
+    """uint8 rows ``[N, 3072]`` as images ``[N, 3, 32, 32]`` and int64 labels on ``device``.
+    ``np.array`` copies a read-only memory-mapped cache into writable memory torch accepts."""
+    return (
+        torch.from_numpy(np.array(x)).view(-1, 3, 32, 32).to(device),
+        torch.from_numpy(np.array(y)).to(device),
+    )
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision == "bf16"``, nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def deterministic_kernels(enabled: bool) -> Iterator[None]:
+    """Deterministic kernels while the block runs (when ``enabled``), and the process's previous
+    settings afterwards: torch's flags are process-wide, and a deterministic run must not change
+    the kernels of whatever the process runs next. What still varies: results differ across GPU
+    models, driver/CUDA/cuDNN and torch versions, and between CPU and GPU."""
+    if not enabled:
+        yield
+        return
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
+    # cuBLAS reads this when its first handle is made; later changes have no effect.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2:]
+
+
+def compiled(module: nn.Module) -> nn.Module:
+    """``torch.compile`` with static shapes. With automatic dynamic shapes the kernels a batch
+    size gets depend on which sizes the process saw before (the epoch's last, smaller batch
+    turns the batch dimension dynamic), so a resumed process would compute with other kernels
+    than an uninterrupted one; static shapes make each size's kernels independent of history."""
+    return torch.compile(module, dynamic=False)
+
+
+def build_model(config: TrainConfig, *, generator: torch.Generator | None = None) -> ResNet:
+    """The network ``config`` describes, initialized from ``generator`` (on the CPU)."""
+    return ResNet(
+        config.version,
+        config.resnet_size,
+        num_classes=config.num_classes,
+        first_num_filters=config.first_num_filters,
+        bn_momentum=config.bn_momentum,
+        bn_groups=config.bn_groups,
+        shortcut=config.shortcut,
+        generator=generator,
+    )
