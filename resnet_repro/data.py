@@ -261,7 +261,8 @@ def train_valid_split(
     *,
     valid_fraction: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The seed's split: the first ``split_index`` examples train, the rest validate.
+    """The seed's split: the first ``split_index`` examples train, the rest validate;
+    ``split_index == N`` trains on all and validates on none (the papers' test-table runs).
 
     ``valid_fraction`` (0 < f < 1) instead keeps the last ``round(f * N)`` examples for
     validation, for data sets smaller than CIFAR-10's 50,000 training images.
@@ -275,10 +276,10 @@ def train_valid_split(
                 f"train_valid_split: valid_fraction must be in (0, 1), got {valid_fraction}"
             )
         split_index = n - round(valid_fraction * n)
-    if split_index is None or not 0 < split_index < n:
+    if split_index is None or not 0 < split_index <= n:
         raise ValueError(
-            f"train_valid_split: split_index {split_index} leaves no training or no validation "
-            f"data among {n} examples; use valid_fraction for a small data set"
+            f"train_valid_split: split_index {split_index} is outside 1..{n} (the number of "
+            "training examples); use valid_fraction for a small data set"
         )
     return x[:split_index], y[:split_index], x[split_index:], y[split_index:]
 
@@ -309,10 +310,10 @@ def load_splits(config: TrainConfig) -> Splits:
     if config.valid_fraction > 0:
         split = train_valid_split(x, y, None, valid_fraction=config.valid_fraction)
     else:
-        if config.split_index >= len(x):
+        if config.split_index > len(x):
             raise ConfigError(
-                f"split_index {config.split_index} leaves no validation data among {len(x)} "
-                f"training images of {source}; set valid_fraction (e.g. 0.1) for a small data set"
+                f"split_index {config.split_index} is beyond the {len(x)} training images of "
+                f"{source}; set valid_fraction (e.g. 0.1) for a small data set"
             )
         split = train_valid_split(x, y, config.split_index)
     return Splits(*split, np.asarray(x_test), np.asarray(y_test), md5)

@@ -8,9 +8,14 @@ runs per cell) and a list of cells. Each cell names a run of the grid, a metric 
 * ``two_sided``: ``|measured - golden| <= points`` (accuracy points, i.e. 1.0 = 0.01);
 * ``one_sided_below``: ``measured >= golden - points`` (no worse than ``points`` below).
 
-``compare`` gives every cell a verdict (pass, fail, missing, no reference). Missing metrics
-are failures: a cell is never passed silently. Runs trained with several seeds are compared
-by their mean; the table shows the standard deviation across seeds beside it.
+Each cell also says which statistic of the run it compares (``statistic``), as the papers
+summarized their numbers: ``single`` (one run: its value), ``mean`` (the mean over the run's
+seeds, shown with their standard deviation; He et al. 2015's ResNet-110: mean of 5) or
+``median`` (He et al. 2016's ResNet-164: median of 5). ``mean`` and ``median`` cells name the
+number of seeds they need (``runs``); fewer is a failure, not a weaker pass.
+
+``compare`` gives every cell a verdict (pass, fail, missing, too few runs, no reference).
+Missing metrics are failures: a cell is never passed silently.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 import yaml
 
 RULES = ("two_sided", "one_sided_below")
+STATISTICS = ("single", "mean", "median")
+FAILING = ("fail", "missing", "too few runs")
 PROVENANCE = ("source", "recipe", "split", "metric", "checkpoint", "runs_per_cell")
 
 
@@ -40,6 +47,8 @@ class Cell:
     rule: str
     points: float
     note: str = ""
+    statistic: str = "single"
+    runs: int = 1
 
 
 def load_table(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
@@ -76,6 +85,11 @@ def load_table(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
         points = tol.get("points")
         if isinstance(points, bool) or not isinstance(points, (int, float)) or points < 0:
             raise GoldenError(f"{where} ({raw['run']}): tolerance.points must be a number >= 0")
+        statistic, runs = raw.get("statistic", "single"), raw.get("runs", 1)
+        if statistic not in STATISTICS:
+            raise GoldenError(f"{where} ({raw['run']}): statistic must be one of {STATISTICS}")
+        if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+            raise GoldenError(f"{where} ({raw['run']}): runs must be an integer >= 1")
         cells.append(
             Cell(
                 path.name,
@@ -85,6 +99,8 @@ def load_table(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
                 tol["rule"],
                 float(points),
                 str(raw.get("note", "")),
+                statistic,
+                runs,
             )
         )
     provenance = {k: doc[k] for k in PROVENANCE}
@@ -102,9 +118,19 @@ def load_metrics(path: Path) -> dict[str, Any]:
     return metrics
 
 
-def verdict(cell: Cell, measured: float | None) -> str:
+def measured_value(cell: Cell, metrics: dict[str, Any]) -> tuple[float | None, int]:
+    """The cell's statistic of the run's metric, and how many seeds it summarizes."""
+    seeds = len(metrics.get("seeds", {})) or (1 if metrics else 0)
+    if cell.statistic == "median" and seeds > 1:
+        return metrics.get(f"{cell.metric}_median"), seeds
+    return metrics.get(cell.metric), seeds
+
+
+def verdict(cell: Cell, measured: float | None, seeds: int = 1) -> str:
     if measured is None:
         return "missing"
+    if seeds < cell.runs:
+        return "too few runs"
     if cell.golden is None:
         return "no reference"
     tolerance = cell.points / 100
@@ -124,21 +150,23 @@ def compare(tables: list[Path], metrics_dir: Path) -> dict[str, Any]:
         for cell in cells:
             path = metrics_dir / cell.run / "metrics.json"
             metrics = load_metrics(path) if path.exists() else {}
-            measured = metrics.get(cell.metric)
+            measured, seeds = measured_value(cell, metrics)
             rows.append(
                 {
                     "table": cell.table,
                     "run": cell.run,
                     "metric": cell.metric,
+                    "statistic": cell.statistic,
+                    "seeds": seeds,
                     "measured": measured,
                     "spread": metrics.get(f"{cell.metric}_std"),
                     "golden": cell.golden,
                     "rule": cell.rule,
                     "points": cell.points,
-                    "verdict": verdict(cell, measured),
+                    "verdict": verdict(cell, measured, seeds),
                 }
             )
-    failed = [f"{r['run']}:{r['metric']}" for r in rows if r["verdict"] in ("fail", "missing")]
+    failed = [f"{r['run']}:{r['metric']}" for r in rows if r["verdict"] in FAILING]
     return {"ok": not failed, "failed": failed, "rows": rows, "provenance": provenance}
 
 
@@ -147,8 +175,9 @@ def markdown(result: dict[str, Any]) -> str:
         return "—" if v is None else f"{100 * v:.2f}"
 
     lines = [
-        "| table | run | metric | measured % | golden % | tolerance | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| table | run | metric | statistic (seeds) | measured % | golden % | tolerance "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         tol = f"±{r['points']:g}" if r["rule"] == "two_sided" else f"≥ −{r['points']:g}"
@@ -156,7 +185,8 @@ def markdown(result: dict[str, Any]) -> str:
         if r.get("spread") is not None:
             measured += f" ± {100 * r['spread']:.2f}"
         lines.append(
-            f"| {r['table']} | {r['run']} | {r['metric']} | {measured} | "
+            f"| {r['table']} | {r['run']} | {r['metric']} | {r['statistic']} ({r['seeds']}) | "
+            f"{measured} | "
             f"{pct(r['golden'])} | {tol} | {r['verdict']} |"
         )
     status = "all cells pass" if result["ok"] else f"FAILED: {', '.join(result['failed'])}"

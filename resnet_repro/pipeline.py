@@ -23,14 +23,15 @@ import yaml
 from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import CheckpointError, code_digest, load_checkpoint
 from resnet_repro.cifar import md5_of
-from resnet_repro.config import ConfigError, TrainConfig, make_config
+from resnet_repro.config import DEFAULT_RECIPE, ConfigError, TrainConfig, make_config
 from resnet_repro.data import load_splits
 from resnet_repro.evaluate import accuracy, checkpoint_paths, load_eval_data, parse_checkpoints
 from resnet_repro.run_folder import read_history
 from resnet_repro.runtime import resolve_device
 from resnet_repro.train import train
 
-PIPELINE_KEYS = ("eval_checkpoints",)
+# Keys of a run entry that are the pipeline's, not TrainConfig fields.
+PIPELINE_KEYS = ("eval_checkpoints", "seeds")
 CPU_PARAMS = Path("pipeline") / "params-cpu.yaml"
 
 
@@ -44,9 +45,15 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return params
 
 
-def run_seeds(params: dict[str, Any], where: str | Path = "params.yaml") -> list[int]:
-    """The seeds every run of the grid is trained with (``seeds``; [0] when absent)."""
+def run_seeds(
+    params: dict[str, Any], where: str | Path = "params.yaml", run: str | None = None
+) -> list[int]:
+    """The seeds ``run`` is trained with: its entry's ``seeds`` if it has one (e.g. the five
+    runs He et al. summarized for ResNet-110), else the grid's ``seeds`` ([0] when absent)."""
     seeds = params.get("seeds", [0])
+    entry = params["runs"].get(run) if run is not None else None
+    if isinstance(entry, dict) and "seeds" in entry:
+        seeds, where = entry["seeds"], f"{where}: run {run}"
     if (
         not isinstance(seeds, list)
         or not seeds
@@ -68,8 +75,15 @@ def train_grid_run(params_path: str | Path, run: str, out: str | Path) -> None:
     DVC does for a stage whose output does not persist.
     """
     out = Path(out)
-    for seed in run_seeds(load_params(params_path), params_path):
-        config = run_config(params_path, run, seed)
+    params = load_params(params_path)
+    seeds = run_seeds(params, params_path, run)
+    configs = [run_config(params_path, run, seed) for seed in seeds]
+    # Fail now, not after hundreds of epochs, if the evaluate stage could not read the entry.
+    try:
+        parse_checkpoints(params["runs"][run].get("eval_checkpoints"))
+    except ConfigError as e:
+        raise ConfigError(f"{params_path}: run {run}: eval_checkpoints: {e}") from e
+    for seed, config in zip(seeds, configs, strict=True):
         folder = out / f"seed-{seed}"
         splits = load_splits(config)
         resume = continues_interrupted_run(folder, config, splits.source_md5)
@@ -113,12 +127,19 @@ def run_config(params_path: str | Path, run: str, seed: int = 0) -> TrainConfig:
     params = load_params(params_path)
     if run not in params["runs"]:
         raise ConfigError(f"{params_path}: no run {run!r}; runs are {sorted(params['runs'])}")
-    values = {**params.get("train_defaults", {}), **params["runs"][run]}
+    defaults, entry = params.get("train_defaults") or {}, params["runs"][run]
+    for name, value in (("train_defaults", defaults), (f"runs.{run}", entry)):
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"{params_path}: {name} must be a mapping of settings (key: value lines), "
+                f"got {type(value).__name__} {value!r}"
+            )
+    values = {**defaults, **entry}
     for key in PIPELINE_KEYS:
         values.pop(key, None)
     values["data"] = str(params.get("data", {}).get("dest", "data"))
     values["seed"] = seed
-    recipe = values.pop("recipe", "paper")
+    recipe = values.pop("recipe", DEFAULT_RECIPE)
     try:
         return make_config(recipe, **values)
     except ConfigError as e:
@@ -130,14 +151,24 @@ SUMMARY = ("valid_acc_final", "valid_acc_chosen", "test_acc_chosen", "test_acc_f
 
 def seed_metrics(run: Path, epochs: list[int], device: str) -> dict[str, Any]:
     """One trained run directory: validation accuracy of each listed checkpoint, test accuracy
-    of the chosen one (best validation, latest on ties) and of the final one."""
+    of the chosen one (best validation, latest on ties) and of the final one. A run without a
+    validation split (the papers' 50k-image runs) chooses the final checkpoint, as the papers
+    reported it, and has no validation metrics (None)."""
     paths = dict(zip(epochs, checkpoint_paths(run, epochs), strict=True))
+    expected = TrainConfig.load(run / "config.yaml")
     data, md5 = load_eval_data(run, None, resolve_device(device), ("valid", "test"))
-    valid = {e: accuracy(p, *data["valid"])[1] for e, p in paths.items()}
-    chosen = max(epochs, key=lambda e: (valid[e], e))
     final = max(epochs)
-    test_chosen = accuracy(paths[chosen], *data["test"])[1]
-    test_final = test_chosen if final == chosen else accuracy(paths[final], *data["test"])[1]
+    if len(data["valid"][1]):
+        valid = {e: accuracy(p, *data["valid"], expected=expected)[1] for e, p in paths.items()}
+        chosen = max(epochs, key=lambda e: (valid[e], e))
+    else:
+        valid, chosen = {e: None for e in epochs}, final
+    test_chosen = accuracy(paths[chosen], *data["test"], expected=expected)[1]
+    test_final = (
+        test_chosen
+        if final == chosen
+        else accuracy(paths[final], *data["test"], expected=expected)[1]
+    )
     return {
         "valid_acc_final": valid[final],
         "valid_acc_chosen": valid[chosen],
@@ -157,8 +188,9 @@ def run_metrics(
     learning curves to ``out_dir/history.csv``.
 
     A run trained with several seeds holds one ``seed-<s>`` folder per seed: each summary
-    metric is then the mean over seeds, with ``<metric>_std`` (sample standard deviation) and
-    the per-seed values under ``seeds``; the curves are per-epoch means.
+    metric is then the mean over seeds, with ``<metric>_std`` (sample standard deviation),
+    ``<metric>_median`` and the per-seed values under ``seeds``; the curves are per-epoch
+    means. A metric the run does not have (no validation split) is None.
     """
     run, out = Path(run_dir), Path(out_dir)
     epochs = parse_checkpoints(checkpoints)
@@ -169,11 +201,16 @@ def run_metrics(
     if not folders:
         metrics = per_seed.popitem()[1]
     else:
-        metrics = {k: statistics.fmean(m[k] for m in per_seed.values()) for k in SUMMARY}
-        if len(per_seed) > 1:
-            metrics |= {
-                f"{k}_std": statistics.stdev(m[k] for m in per_seed.values()) for k in SUMMARY
-            }
+        metrics = {}
+        for k in SUMMARY:
+            values = [m[k] for m in per_seed.values()]
+            if None in values:
+                metrics[k] = None
+                continue
+            metrics[k] = statistics.fmean(values)
+            if len(values) > 1:
+                metrics[f"{k}_std"] = statistics.stdev(values)
+                metrics[f"{k}_median"] = statistics.median(values)
         metrics["seeds"] = per_seed
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -181,7 +218,7 @@ def run_metrics(
     if not all(histories):
         raise ConfigError(f"{run}: a seed has no training history (history.jsonl)")
     rows = [
-        {k: statistics.fmean(h[i][k] for h in histories) for k in histories[0][i]}
+        {k: mean_or_none([h[i][k] for h in histories]) for k in histories[0][i]}
         for i in range(min(len(h) for h in histories))
     ]
     with open(out / "history.csv", "w", newline="") as f:
@@ -189,6 +226,11 @@ def run_metrics(
         writer.writeheader()
         writer.writerows(rows)
     return metrics
+
+
+def mean_or_none(values: list[float | None]) -> float | None:
+    """The mean, or None where a value is missing (an epoch without validation)."""
+    return None if None in values else statistics.fmean(values)
 
 
 def run_cpu_pipeline(

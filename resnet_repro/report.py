@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from resnet_repro.config import DEFAULT_RECIPE
+from resnet_repro.net import resnet_depth
 from resnet_repro.pipeline import load_params
 
 # He et al. 2015 (v1) and 2016 (pre-activation, v2) CIFAR-10 test accuracy by depth.
@@ -19,14 +21,15 @@ PAPER_ACCURACY = {
 }
 
 
-def depth(version: int, size: int) -> int:
-    return (6 if version == 1 else 9) * size + 2
-
-
 def read_curve(path: Path) -> dict[str, list[float]]:
+    """Epoch, training loss and validation accuracy; NaN (not drawn) where a run has no
+    validation split."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows] for k in ("epoch", "train_loss", "valid_acc")}
+    return {
+        k: [float(r[k]) if r[k] != "" else float("nan") for r in rows]
+        for k in ("epoch", "train_loss", "valid_acc")
+    }
 
 
 def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir: Path) -> Path:
@@ -41,7 +44,7 @@ def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir
     for name, spec in params["runs"].items():
         metrics_path = metrics_dir / name / "metrics.json"
         runs[name] = {
-            "recipe": spec.get("recipe", defaults.get("recipe", "paper")),
+            "recipe": spec.get("recipe", defaults.get("recipe", DEFAULT_RECIPE)),
             "version": spec.get("version", defaults.get("version")),
             "size": spec.get("resnet_size", defaults.get("resnet_size")),
             "metrics": json.loads(metrics_path.read_text()) if metrics_path.exists() else None,
@@ -75,7 +78,12 @@ def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir
                         cells.append("")
                         continue
                     m = mine[key]["metrics"]
-                    measured = f"{m[metric]:.4f}" if m else "missing"
+                    if not m:
+                        measured = "missing"
+                    elif m[metric] is None:
+                        measured = "no validation split"
+                    else:
+                        measured = f"{m[metric]:.4f}"
                     ref = golden.get((key, metric))
                     cells.append(f"{measured} / {'no reference' if ref is None else f'{ref:.4f}'}")
                 lines.append(f"| v{version} | " + " | ".join(cells) + " |")
@@ -86,7 +94,7 @@ def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir
                 if r["version"] != version or not r["curve"].exists():
                     continue
                 curve = read_curve(r["curve"])
-                label = f"n={r['size']} (depth {depth(version, r['size'])})"
+                label = f"n={r['size']} (depth {resnet_depth(version, r['size'])})"
                 ax_loss.plot(curve["epoch"], curve["train_loss"], label=label)
                 ax_acc.plot(curve["epoch"], curve["valid_acc"], label=label)
             ax_loss.set(xlabel="epoch", ylabel="training loss", title=f"{recipe} v{version}")
@@ -104,7 +112,7 @@ def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir
         ax.plot(list(paper), list(paper.values()), marker + "--", label=f"He et al. v{version}")
         for recipe in sorted({r["recipe"] for r in runs.values()}):
             pts = sorted(
-                (depth(version, r["size"]), r["metrics"]["test_acc_final"])
+                (resnet_depth(version, r["size"]), r["metrics"]["test_acc_final"])
                 for r in runs.values()
                 if r["version"] == version and r["recipe"] == recipe and r["metrics"]
             )

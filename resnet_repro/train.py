@@ -334,7 +334,9 @@ class Trainer:
             self.epoch = epoch
             if not main:
                 continue
-            valid_loss, valid_acc = self.evaluate(self.x_valid, self.y_valid)
+            valid_loss, valid_acc = (
+                self.evaluate(self.x_valid, self.y_valid) if len(self.y_valid) else (None, None)
+            )
             seconds = time.perf_counter() - start
             record = {
                 "epoch": epoch,

@@ -86,7 +86,7 @@ def test_verdicts_on_crafted_table(crafted):
         "absent:valid_acc_final",
     ]
     text = markdown(result)
-    assert "| t.yaml | absent | valid_acc_final | — | 90.00 | ±1 | missing |" in text
+    assert "| t.yaml | absent | valid_acc_final | single (0) | — | 90.00 | ±1 | missing |" in text
     assert "FAILED: outside:valid_acc_final" in text
 
 
@@ -176,3 +176,52 @@ def test_paper_table_holds_he_et_al_and_no_invented_numbers():
         "paper-v2-n16",
     ]
     assert {c.rule for c in cells} == {"one_sided_below"} and {c.points for c in cells} == {0.5}
+
+
+def test_mean_and_median_cells_use_the_papers_statistic_over_enough_seeds(tmp_path):
+    def seeded(run, values):
+        per_seed = {str(i): {"test_acc_final": v} for i, v in enumerate(values)}
+        mean = sum(values) / len(values)
+        median = sorted(values)[len(values) // 2]
+        write_metrics(
+            tmp_path / "m", run, test_acc_final=mean, test_acc_final_median=median, seeds=per_seed
+        )
+
+    # Mean 0.930 passes a golden of 0.933 within 0.5 point; median 0.920 fails it.
+    seeded("five", [0.92, 0.92, 0.92, 0.94, 0.95])
+    seeded("three", [0.94, 0.94, 0.94])
+    rows = [
+        {
+            **cell("five", 0.933, "one_sided_below", 0.5, "test_acc_final"),
+            "statistic": "mean",
+            "runs": 5,
+        },
+        {
+            **cell("five", 0.933, "one_sided_below", 0.5, "test_acc_final"),
+            "statistic": "median",
+            "runs": 5,
+        },
+        {
+            **cell("three", 0.933, "one_sided_below", 0.5, "test_acc_final"),
+            "statistic": "mean",
+            "runs": 5,
+        },
+    ]
+    result = compare([write_table(tmp_path / "t.yaml", rows)], tmp_path / "m")
+    got = [
+        (r["statistic"], r["seeds"], round(r["measured"], 4), r["verdict"]) for r in result["rows"]
+    ]
+    assert got == [
+        ("mean", 5, 0.93, "pass"),
+        ("median", 5, 0.92, "fail"),
+        ("mean", 3, 0.94, "too few runs"),
+    ]
+    assert "mean (5)" in markdown(result) and not result["ok"]
+
+
+def test_unknown_statistic_is_refused(tmp_path):
+    bad = {**cell("r", 0.9), "statistic": "best"}
+    with pytest.raises(
+        GoldenError, match=r"statistic must be one of \('single', 'mean', 'median'\)"
+    ):
+        load_table(write_table(tmp_path / "t.yaml", [bad]))

@@ -31,7 +31,13 @@ def test_paper_recipe_holds_he_et_al_2015():
         0.1,
     )
     assert c.milestones == [32_000, 48_000] and c.lr_decay == 0.1 and c.max_iters == 64_000
-    assert c.split_index == 45_000 and c.bn_momentum == 0.1
+    assert c.split_index == 50_000 and c.bn_momentum == 0.1  # all 50k images train
+    assert (c.shortcut, c.normalization, c.bn_groups) == ("A", "pixel_mean", 2)
+    assert make_config("paper", version=2, resnet_size=18).shortcut == "B"  # He et al. 2016
+    assert c.epochs == 164  # 64k iterations of 391 steps (50k images, batch 128)
+    assert c.epochs * ((50_000 + 127) // 128) >= c.max_iters > (c.epochs - 1) * 391
+    assert make_config("seed").shortcut == "B" and make_config("seed").bn_groups == 1
+    assert make_config("seed").normalization == "per_image"
     assert not c.warms_up  # ResNet-20 does not warm up
     deep = make_config("paper", version=1, resnet_size=18)  # ResNet-110
     assert deep.warms_up and deep.warmup_iters == 400 and deep.warmup_lr == 0.01

@@ -15,6 +15,7 @@ from resnet_repro.archive_writer import (
     write_tar_gz,
 )
 from resnet_repro.cifar import BATCH_DIR, DataError, md5_of
+from resnet_repro.config import make_config
 from resnet_repro.data import _check_official_counts, load_batch, load_cifar10, train_valid_split
 
 
@@ -200,10 +201,19 @@ def test_seed_split():
     assert len(x_tr) == 90 and len(x_va) == 10
 
 
+def test_papers_split_trains_on_all_fifty_thousand():
+    x, y = np.arange(50_000), np.arange(50_000) % 10
+    x_tr, _, x_va, y_va = train_valid_split(x, y, 50_000)
+    assert len(x_tr) == 50_000 and len(x_va) == len(y_va) == 0
+    assert make_config("paper").split_index == 50_000
+    assert make_config("paper-valid").split_index == 45_000
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({}, "split_index 45000 leaves no training or no validation data among 100"),
+        ({}, r"split_index 45000 is outside 1..100"),
+        ({"split_index": 101}, r"split_index 101 is outside 1..100"),
         ({"valid_fraction": 1.0}, r"valid_fraction must be in \(0, 1\)"),
         ({"split_index": 0}, "split_index 0"),
     ],

@@ -7,7 +7,9 @@ from torch import nn
 from resnet_repro.net import (
     BatchNormReLU,
     BottleneckBlock,
+    GroupBatchNorm2d,
     OutputLayer,
+    PaddedIdentity,
     ResNet,
     StackLayer,
     StandardBlock,
@@ -185,3 +187,64 @@ def test_self_check_prints_table():
         [sys.executable, "-m", "resnet_repro.net"], capture_output=True, text=True, check=True
     ).stdout
     assert "1,730,714" in out and "1,703,258" in out
+
+
+@pytest.mark.parametrize(
+    ("size", "params"),
+    [(3, 269_722), (5, 464_154), (7, 658_586), (9, 853_018), (18, 1_727_962)],
+)
+def test_option_a_parameter_counts_match_he_et_al(size, params):
+    net = ResNet(1, size, shortcut="A")
+    assert count_parameters(net) == params and net.depth == 6 * size + 2
+
+
+def test_option_a_shortcut_is_strided_identity_with_zero_channels():
+    x = torch.randn(2, 16, 8, 8)
+    out = PaddedIdentity(16, 32, stride=2)(x)
+    assert out.shape == (2, 32, 4, 4)
+    assert torch.equal(out[:, :16], x[:, :, ::2, ::2]) and not out[:, 16:].any()
+    block = StandardBlock(16, 32, stride=2, shortcut="A")
+    assert isinstance(block.projection_shortcut, PaddedIdentity)
+    assert (
+        count_parameters(block) == count_parameters(StandardBlock(16, 32, stride=2)) - 16 * 32 - 64
+    )
+
+
+def test_v2_refuses_option_a():
+    with pytest.raises(ValueError, match="B for v2"):
+        ResNet(2, 1, shortcut="A")
+
+
+def test_grouped_bn_equals_independent_bns_on_each_half():
+    """BN over 2 groups of 64 = two BNs (as on He et al.'s two GPUs), each on its own half:
+    the same outputs, and running statistics the mean of the two BNs'."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 8, 4, 4, generator=gen) * 3 + 1
+    grouped = GroupBatchNorm2d(8, groups=2, momentum=0.1)
+    halves = [torch.nn.BatchNorm2d(8, momentum=0.1) for _ in range(2)]
+    with torch.no_grad():
+        for bn in (grouped, *halves):
+            bn.weight.copy_(torch.linspace(0.5, 2, 8))
+            bn.bias.copy_(torch.linspace(-1, 1, 8))
+    out = grouped(x)
+    expected = torch.cat([bn(part) for bn, part in zip(halves, x.chunk(2), strict=True)])
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    whole = torch.nn.BatchNorm2d(8)(x)
+    assert (out - whole).abs().max() > 1e-3  # the grouping changes the result
+    for name in ("running_mean", "running_var"):
+        mean_of_halves = (getattr(halves[0], name) + getattr(halves[1], name)) / 2
+        torch.testing.assert_close(getattr(grouped, name), mean_of_halves)
+    grouped.eval()
+    torch.testing.assert_close(
+        grouped(x),
+        torch.nn.functional.batch_norm(
+            x, grouped.running_mean, grouped.running_var, grouped.weight, grouped.bias
+        ),
+    )
+    assert set(grouped.state_dict()) == set(torch.nn.BatchNorm2d(8).state_dict())
+
+
+def test_bn_groups_reach_every_bn_of_the_network():
+    net = ResNet(2, 1, bn_groups=2)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(isinstance(m, GroupBatchNorm2d) and m.groups == 2 for m in bns)

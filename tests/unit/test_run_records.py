@@ -1,0 +1,127 @@
+"""What a run records and refuses: provenance segments, honest code versions, resume changes,
+the history's torn line, the normalization stored with the run, and process-wide flags."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from test_train import tiny_config
+
+from resnet_repro.archive_writer import write_fake_cifar10
+from resnet_repro.checkpoint import CheckpointError, load_checkpoint
+from resnet_repro.cifar import md5_of
+from resnet_repro.evaluate import evaluate_run
+from resnet_repro.image_utils import Normalization
+from resnet_repro.run_folder import RunFolderError, code_version, read_history
+from resnet_repro.runtime import deterministic_kernels
+from resnet_repro.train import train
+
+FAKE_ARCHIVE_MD5 = "049b64c2a0c89e55f142d80a23b906da"  # write_fake_cifar10(path) at 2026-11-26
+
+
+def test_fake_archive_bytes_are_pinned(tmp_path):
+    """The archive writer's output is part of every CPU golden value: any change to its bytes
+    must be deliberate (and regenerate the tables)."""
+    assert md5_of(write_fake_cifar10(tmp_path / "a.tar.gz")) == FAKE_ARCHIVE_MD5
+
+
+def test_resume_with_another_experiment_is_refused_then_recorded_when_allowed(
+    fake_archive, tmp_path
+):
+    run = tmp_path / "run"
+    train(tiny_config(fake_archive, epochs=1), run, echo=False)
+    before = (run / "last.ckpt").read_bytes()
+    with pytest.raises(CheckpointError, match=r"would change the experiment: lr 0.05 -> 0.5"):
+        train(tiny_config(fake_archive, epochs=2, lr=0.5), run, resume=True, echo=False)
+    assert (run / "last.ckpt").read_bytes() == before
+    train(
+        tiny_config(fake_archive, epochs=2, lr=0.5),
+        run,
+        resume=True,
+        allow_changes=True,
+        echo=False,
+    )
+    segments = json.loads((run / "provenance.json").read_text())["segments"]
+    assert [s["from_epoch"] for s in segments] == [0, 1]
+    assert segments[1]["config_changes"] == ["lr 0.05 -> 0.5", "epochs 1 -> 2"]
+    assert segments[0]["started"] <= segments[1]["started"]
+
+
+def test_resume_into_a_folder_without_checkpoint_says_so(fake_archive, tmp_path):
+    from resnet_repro.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"last.ckpt does not exist; check the --out folder"):
+        train(tiny_config(fake_archive), tmp_path / "typo", resume=True, echo=False)
+
+
+def test_code_version_of_a_copy_inside_another_repository_is_unknown(tmp_path):
+    import resnet_repro
+
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    copy = other / "resnet_repro"
+    shutil.copytree(resnet_repro.__path__[0], copy)
+    version = code_version(copy)
+    assert version["commit"] is None and "not tracked" in version["reason"]
+
+
+def test_code_version_reports_a_dirty_tree(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "a.py").write_text("x = 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    clean = code_version(repo / "pkg")
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False
+    (repo / "pkg" / "a.py").write_text("x = 2\n")
+    assert code_version(repo / "pkg")["dirty"] is True
+
+
+def test_a_torn_last_history_line_is_dropped_a_damaged_middle_one_named(tmp_path):
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epo')
+    assert read_history(path) == [{"epoch": 1}, {"epoch": 2}]
+    path.write_text('{"epoch": 1}\n{"epo\n{"epoch": 3}\n')
+    with pytest.raises(RunFolderError, match=r"history.jsonl: line 2 is not JSON"):
+        read_history(path)
+
+
+def test_pixel_mean_is_the_training_images_mean_and_travels_with_the_run(fake_archive, tmp_path):
+    config = tiny_config(fake_archive, epochs=1, normalization="pixel_mean")
+    history = train(config, tmp_path / "run", echo=False)
+    state = load_checkpoint(tmp_path / "run/model-1.ckpt")
+    normalize = Normalization.from_state(state["normalization"])
+    from resnet_repro.data import load_splits
+
+    splits = load_splits(config)
+    expected = splits.x_train.astype(np.float64).mean(0).reshape(3, 32, 32) / 255
+    torch.testing.assert_close(normalize.pixel_mean.double(), torch.from_numpy(expected))
+    images = torch.from_numpy(np.array(splits.x_train)).view(-1, 3, 32, 32)
+    assert normalize(images).double().mean(0).abs().max() < 1e-5  # centred per pixel
+    # Evaluation applies the stored transform: the validation accuracy training measured.
+    report = evaluate_run(tmp_path / "run", [1], split="valid", device="cpu", echo=False)
+    assert report["results"]["1"]["accuracy"] == history[-1]["valid_acc"]
+
+
+def test_per_image_and_pixel_mean_differ_and_round_trip():
+    rows = np.random.default_rng(0).integers(0, 256, (20, 3072), dtype=np.uint8)
+    per_pixel = Normalization.fit("pixel_mean", rows)
+    assert Normalization.from_state(per_pixel.state()).pixel_mean.equal(per_pixel.pixel_mean)
+    assert Normalization.from_state(None).kind == "per_image"
+    images = torch.from_numpy(rows).view(-1, 3, 32, 32)
+    assert not torch.allclose(per_pixel(images), Normalization()(images))
+    with pytest.raises(ValueError, match="not a normalization record"):
+        Normalization.from_state({"kind": "pixel_mean", "pixel_mean": None})
+
+
+def test_deterministic_kernels_restore_the_process_settings():
+    before = torch.are_deterministic_algorithms_enabled()
+    with deterministic_kernels(True):
+        assert torch.are_deterministic_algorithms_enabled()
+    assert torch.are_deterministic_algorithms_enabled() == before
