@@ -50,7 +50,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle, ...: all mean "not a checkpoint"
-        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from e
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_reason(path, e)})") from e
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a resnet_repro checkpoint (no model or config)")
     return state
@@ -91,3 +91,15 @@ def check_device_type(state: dict[str, Any], device_type: str, path: Path) -> No
             f"continue bitwise here. Resume with --device {saved}, or start a new run in "
             "another folder"
         )
+
+
+def _reason(path: Path, error: Exception) -> str:
+    """One line on why torch could not load ``path``, without torch's advice to load it unsafely
+    (this program never does: a checkpoint holds tensors and plain values only)."""
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        return f"it holds something other than tensors and plain values: {detail}"
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__

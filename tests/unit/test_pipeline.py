@@ -67,6 +67,12 @@ def test_full_study_params_hold_the_seed_and_paper_grids():
     assert {("paper", 1, n) for n in (3, 5, 7, 9)} <= grid
     for name in runs:
         run_config(Path(__file__).parents[2] / "params.yaml", name)
+    from resnet_repro.pipeline import run_seeds
+
+    # The papers' 5-run statistics need 5 seeds there; one elsewhere.
+    assert run_seeds(params, run="paper-v1-n18") == run_seeds(params, run="paper-v2-n18")
+    assert len(run_seeds(params, run="paper-v1-n18")) == 5
+    assert run_seeds(params, run="paper-v1-n3") == [0]
 
 
 def test_parse_checkpoints():
