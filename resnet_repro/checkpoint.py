@@ -28,8 +28,18 @@ class CheckpointError(Exception):
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: the previous file stays intact on any error."""
-    write_atomic(path, lambda f: torch.save(state, f))
+    """Write ``state`` to ``path`` atomically: the previous file stays intact on any error,
+    and a failed write (a full disk: torch reports it as OSError or RuntimeError) is one
+    CheckpointError naming the file."""
+    try:
+        write_atomic(path, lambda f: torch.save(state, f))
+    except (OSError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} written"
+        raise CheckpointError(
+            f"{path}: cannot be written ({reason}); {kept}. Free disk space, then rerun with "
+            "--resume"
+        ) from e
 
 
 def weights_digest(path: Path) -> str:

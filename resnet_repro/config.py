@@ -360,7 +360,21 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
     else:
         ok = isinstance(value, hint)
     if not ok:
-        raise ConfigError(f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+        hint_text = ""
+        if hint is float and isinstance(value, str) and _is_number(value):
+            # YAML 1.1 (PyYAML) reads 1e-3 as a string: a float needs a dot, 1.0e-3.
+            hint_text = f"; YAML reads {value} as text: write it with a dot, {float(value):.1e}"
+        raise ConfigError(
+            f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}{hint_text}"
+        )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def make_config(recipe: str = DEFAULT_RECIPE, **overrides: Any) -> TrainConfig:

@@ -24,6 +24,7 @@ from resnet_repro.config import ConfigError, TrainConfig
 from resnet_repro.data import load_splits
 from resnet_repro.image_utils import Normalization
 from resnet_repro.net import ResNet
+from resnet_repro.run_folder import read_provenance
 from resnet_repro.runtime import autocast, build_model, resolve_device, to_device
 
 SPLITS = ("valid", "test", "train")
@@ -113,6 +114,8 @@ def load_eval_data(
     config = TrainConfig.load(run / "config.yaml")
     if data is not None:
         config.data = data
+    elif not Path(config.data).exists():
+        config.data = recorded_data(run, config.data)
     loaded = load_splits(config)
     arrays = {
         "valid": (loaded.x_valid, loaded.y_valid),
@@ -120,6 +123,18 @@ def load_eval_data(
         "train": (loaded.x_train, loaded.y_train),
     }
     return {name: to_device(*arrays[name], device) for name in splits}, loaded.source_md5
+
+
+def recorded_data(run: Path, data: str) -> str:
+    """Where the run's data was, as an absolute path, when its config names a relative one that
+    does not exist from here (evaluation from another folder than training's)."""
+    for segment in reversed(read_provenance(run)):
+        if Path(segment.get("data_path", "")).exists():
+            return segment["data_path"]
+    raise ConfigError(
+        f"{run}: the run's data {data!r} is not found from {Path.cwd()} (it was given relative "
+        "to the folder training ran in); pass --data with its location"
+    )
 
 
 def checkpoint_paths(run: Path, epochs: list[int]) -> list[Path]:

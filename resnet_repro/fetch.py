@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import gzip
 import hashlib
 import http.client
@@ -80,6 +81,37 @@ def fetch_cifar10(
             "results on this data are not comparable with the published tables",
             stacklevel=2,
         )
+    with _fetch_lock(dest):
+        return _fetch(dest, url, md5, archive, progress, retries, backoff, timeout)
+
+
+@contextlib.contextmanager
+def _fetch_lock(dest: Path) -> Iterator[None]:
+    """One fetch at a time into ``dest``: a second waits, then finds the data in place, instead
+    of writing the same ``.part`` file at once. The lock is on the folder itself, so nothing is
+    left in it, and the system releases it when the process dies."""
+    fd = os.open(dest, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another fetch is writing %s; waiting for it to finish", dest)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fetch(
+    dest: Path,
+    url: str,
+    md5: str,
+    archive: str | os.PathLike | None,
+    progress: bool,
+    retries: int,
+    backoff: float,
+    timeout: float,
+) -> Path:
     batches = dest / BATCH_DIR
     source = read_source(dest)
     if source.get("archive_md5") == md5 and all((batches / m).is_file() for m in DATA_MEMBERS):
@@ -221,7 +253,11 @@ def _extract(archive: Path, dest: Path, *, official: bool, archive_md5: str) -> 
                 member_md5[base] = digest.hexdigest()
         missing = [m for m in DATA_MEMBERS if m not in member_md5]
         if missing:
-            raise DataError(f"{archive}: missing members {', '.join(missing)}")
+            raise DataError(
+                f"{archive}: not a CIFAR-10 python archive: no member {', '.join(missing)} "
+                "(its md5 matched the one given, so the file is the one asked for: check the "
+                "--md5 and --source you passed)"
+            )
         if official:
             for name, expected in OFFICIAL_MEMBER_MD5.items():
                 if member_md5[name] != expected:

@@ -376,6 +376,7 @@ class Trainer:
             "code_digest": self.code_digest,
             "machine": machine(self.device),
             "data": str(self.config.data),
+            "data_path": str(Path(self.config.data).resolve()),
             "data_md5": self.splits.source_md5,
             "world_size": self.dist.world_size,
         }

@@ -193,7 +193,7 @@ def test_missing_member_is_refused(tmp_path):
     members = fake_batches(train_per_batch=2, test_size=2, seed=0)
     del members[f"{BATCH_DIR}/data_batch_3"]
     archive = write_tar_gz(tmp_path / "a.tar.gz", members)
-    with pytest.raises(DataError, match="missing members data_batch_3"):
+    with pytest.raises(DataError, match="not a CIFAR-10 python archive: no member data_batch_3"):
         fetch(tmp_path / "d", archive=archive, md5=md5_of(archive))
     assert not (tmp_path / "d" / BATCH_DIR).exists()
 
@@ -234,3 +234,28 @@ def test_real_archive_fetches_with_its_own_md5(real_archive, tmp_path):
     assert sorted(p.name for p in batches.iterdir()) == sorted(
         [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta", "readme.html"]
     )
+
+
+def test_a_second_fetch_into_the_same_folder_waits_for_the_first(fake_archive, tmp_path):
+    """The second process blocks on the folder's lock while the first holds it, then finds
+    the data in place and does nothing (one .part file, never two writers)."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+    import time
+
+    archive, md5 = fake_archive, md5_of(fake_archive)
+    dest = tmp_path / "data"
+    dest.mkdir()
+    fd = os.open(dest, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a first fetch, in progress
+    cmd = [sys.executable, "-m", "resnet_repro", "fetch", "--dest", str(dest)]
+    second = subprocess.Popen(
+        [*cmd, "--archive", str(archive), "--md5", md5], stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(3)
+    assert second.poll() is None and not (dest / BATCH_DIR).exists()  # waiting
+    os.close(fd)  # the first one ends
+    assert second.wait(timeout=60) == 0 and (dest / BATCH_DIR).is_dir()
+    assert "waiting for it to finish" in second.stderr.read()

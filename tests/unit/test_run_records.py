@@ -125,3 +125,21 @@ def test_deterministic_kernels_restore_the_process_settings():
     with deterministic_kernels(True):
         assert torch.are_deterministic_algorithms_enabled()
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_evaluate_from_another_folder_finds_data_given_relative_to_training(
+    fake_archive, tmp_path, monkeypatch
+):
+    train_dir = tmp_path / "where-training-ran"
+    (train_dir / "data").mkdir(parents=True)
+    shutil.copy(fake_archive, train_dir / "data/c.tar.gz")
+    monkeypatch.chdir(train_dir)
+    train(tiny_config("data/c.tar.gz", epochs=1), train_dir / "run", echo=False)
+    monkeypatch.chdir(tmp_path)
+    report = evaluate_run(train_dir / "run", [1], split="test", device="cpu", echo=False)
+    assert report["images"] == 40
+    (train_dir / "data/c.tar.gz").unlink()
+    from resnet_repro.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data 'data/c.tar.gz' is not found .* pass --data"):
+        evaluate_run(train_dir / "run", [1], split="test", device="cpu", echo=False)
