@@ -122,7 +122,7 @@ def test_epoch_loop_overhead(benchmark, record_ratio, device, epoch_archive, tmp
 
     def interleaved():
         for count in segments:
-            for name, fn in (("loop", trainer._train_epoch), ("pure", pure_steps)):
+            for name, fn in (("loop", trainer.train_epoch), ("pure", pure_steps)):
                 start = time.perf_counter()
                 fn(1, count) if name == "loop" else fn(count)
                 if device == "cuda":
@@ -130,7 +130,7 @@ def test_epoch_loop_overhead(benchmark, record_ratio, device, epoch_archive, tmp
                 seconds[name] += time.perf_counter() - start
 
     pure_steps(2)
-    trainer._train_epoch(1, 2)
+    trainer.train_epoch(1, 2)
     benchmark.pedantic(interleaved, rounds=1, warmup_rounds=0, iterations=1)
     if benchmark.enabled:
         overhead = seconds["loop"] / seconds["pure"] - 1

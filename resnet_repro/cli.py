@@ -192,6 +192,34 @@ def run_cpu_golden(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train_runs(args: argparse.Namespace) -> int:
+    from resnet_repro.pipeline import load_params, train_runs_concurrently
+
+    try:
+        runs = args.runs or list(load_params(args.repo / "params.yaml")["runs"])
+        status = train_runs_concurrently(args.repo, runs, jobs=args.jobs, devices=args.devices)
+    except USER_ERRORS as e:
+        return fail("train-runs", e)
+    failed = sorted(r for r, code in status.items() if code != 0)
+    if failed:
+        return fail("train-runs", RuntimeError(f"failed: {', '.join(failed)} (see logs/)"))
+    print(f"trained and recorded with dvc commit: {', '.join(runs)}; now run dvc repro")
+    return 0
+
+
+def run_project(args: argparse.Namespace) -> int:
+    from resnet_repro.projection import project_grid, table
+
+    try:
+        projections = project_grid(
+            args.params, runs=args.runs, device=args.device, steps=args.steps
+        )
+    except USER_ERRORS as e:
+        return fail("project", e)
+    print(table(projections))
+    return 0
+
+
 def run_fake_archive(args: argparse.Namespace) -> int:
     from resnet_repro.archive_writer import write_fake_cifar10
     from resnet_repro.cifar import md5_of
@@ -336,6 +364,41 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--comparison", type=Path, required=True)
     report.add_argument("--out", type=Path, required=True, help="output folder")
     report.set_defaults(handler=run_report)
+
+    train_runs = commands.add_parser(
+        "train-runs",
+        help="run several train stages of the pipeline at once (e.g. K runs sharing one GPU), "
+        "then record them with dvc commit",
+        description="Run the train stage command of each run (exactly dvc.yaml's), JOBS at a "
+        "time, each logging to logs/train-RUN.log; record each that succeeded with dvc commit, "
+        "so a following dvc repro evaluates it and trains only what is left. Run in the "
+        "repository, after dvc repro fetch.",
+    )
+    train_runs.add_argument("--runs", nargs="+", help="runs of params.yaml (default: all)")
+    train_runs.add_argument(
+        "--jobs", type=positive_int, default=2, help="processes at once (default 2)"
+    )
+    train_runs.add_argument(
+        "--devices", nargs="+", help="GPUs to spread the processes over (CUDA_VISIBLE_DEVICES)"
+    )
+    train_runs.add_argument("--repo", type=Path, default=Path("."), help="the repository (.)")
+    train_runs.set_defaults(handler=run_train_runs)
+
+    project = commands.add_parser(
+        "project",
+        help="project how long the grid of params.yaml takes on this machine (run it before "
+        "dvc repro)",
+        description="Time a few training steps and an evaluation batch of each distinct "
+        "network of the grid on this machine (synthetic images), and project each run's and "
+        "the whole grid's duration from them (compilation and data loading excluded).",
+    )
+    project.add_argument("--params", type=Path, default=Path("params.yaml"), help="the grid")
+    project.add_argument("--runs", nargs="+", help="runs to project (default: all)")
+    project.add_argument("--device", help="measure on this device (default: each run's)")
+    project.add_argument(
+        "--steps", type=positive_int, default=6, help="timed steps per network (default 6)"
+    )
+    project.set_defaults(handler=run_project)
 
     fake = commands.add_parser(
         "fake-archive",

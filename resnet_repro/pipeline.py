@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -88,6 +89,56 @@ def train_grid_run(params_path: str | Path, run: str, out: str | Path) -> None:
         splits = load_splits(config)
         resume = continues_interrupted_run(folder, config, splits.source_md5)
         train(config, folder, resume=resume, splits=splits)
+
+
+def train_stage_command(repo: Path, run: str) -> list[str]:
+    """The train stage's command for ``run``, exactly as ``dvc.yaml`` gives it to DVC."""
+    stage = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["do"]
+    return stage["cmd"].replace("${key}", run).split()
+
+
+def train_runs_concurrently(
+    repo: Path, runs: list[str], *, jobs: int, devices: list[str] | None = None
+) -> dict[str, int]:
+    """Run the train stages of ``runs``, ``jobs`` processes at a time, then record each one
+    that succeeded with ``dvc commit``, so that DVC treats it as done (``dvc repro`` then
+    evaluates it, and trains only what is left). Several processes share one GPU when one run
+    cannot fill it; ``devices`` (e.g. ``["0", "1"]``) spreads them over GPUs round-robin
+    through ``CUDA_VISIBLE_DEVICES``. Each run's output goes to ``logs/train-<run>.log``.
+    Returns each run's exit status."""
+    params = load_params(repo / "params.yaml")
+    unknown = [r for r in runs if r not in params["runs"]]
+    if unknown:
+        raise ConfigError(f"{repo / 'params.yaml'}: no run {', '.join(unknown)}")
+    logs = repo / "logs"
+    logs.mkdir(exist_ok=True)
+    waiting, running, status = list(runs), {}, {}
+    started = 0
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            run = waiting.pop(0)
+            env = dict(os.environ)
+            if devices:
+                env["CUDA_VISIBLE_DEVICES"] = devices[started % len(devices)]
+            started += 1
+            log = open(logs / f"train-{run}.log", "w")  # closed when the process ends
+            command = train_stage_command(repo, run)
+            proc = subprocess.Popen(
+                command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+            running[run] = (proc, log)
+            print(f"{run}: training (log: logs/train-{run}.log)", flush=True)
+        for run, (proc, log) in list(running.items()):
+            if proc.poll() is not None:
+                log.close()
+                del running[run]
+                status[run] = proc.returncode
+                print(f"{run}: {'done' if proc.returncode == 0 else 'FAILED'}", flush=True)
+        time.sleep(0.2)
+    done = [f"train@{r}" for r in runs if status[r] == 0]
+    if done:
+        subprocess.run(["dvc", "commit", "--force", *done], cwd=repo, check=True)
+    return status
 
 
 def continues_interrupted_run(folder: Path, config: TrainConfig, data_md5: str) -> bool:

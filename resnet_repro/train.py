@@ -330,7 +330,7 @@ class Trainer:
             epoch = self.epoch + 1
             steps = min(per_epoch, self.total_steps - self.global_step)
             start = time.perf_counter()
-            train_loss, train_acc, images = self._train_epoch(epoch, steps)
+            train_loss, train_acc, images = self.train_epoch(epoch, steps)
             self.epoch = epoch
             if not main:
                 continue
@@ -381,7 +381,9 @@ class Trainer:
             "world_size": self.dist.world_size,
         }
 
-    def _train_epoch(self, epoch: int, steps: int) -> tuple[float, float, int]:
+    def train_epoch(self, epoch: int, steps: int) -> tuple[float, float, int]:
+        """``steps`` optimizer steps of epoch ``epoch`` (a new permutation of the training
+        images); returns the mean loss, the accuracy and the number of images seen."""
         self.model.train()
         bs, world = self.config.batch_size, self.dist.world_size
         order = torch.randperm(self.n_train, generator=self.order_gen).to(self.device)

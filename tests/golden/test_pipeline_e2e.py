@@ -145,3 +145,34 @@ def test_cpu_scale_pipeline_and_a_killed_repro_continues(tmp_path):
     whole = torch.load(work / "runs/paper-v1-n1/seed-0" / name, weights_only=True)["model"]
     assert resumed.keys() == whole.keys()
     assert all(torch.equal(resumed[k], whole[k]) for k in whole)
+
+
+@pytest.mark.slow
+def test_train_runs_shares_the_machine_and_dvc_records_them(tmp_path):
+    """`resnet-repro train-runs --jobs 2` trains two runs at once through the stages' own
+    command; `dvc commit` records them, so DVC sees those stages as done, and the weights equal
+    a one-at-a-time run's, bitwise."""
+    work = tmp_path / "jobs"
+    clone(REPO, work)
+    prepare_cpu_workdir(work)
+    dvc(work, "repro", "fetch")
+    runs = ["seed-v1-n1", "paper-v1-n1"]
+    out = subprocess.run(
+        ["python", "-m", "resnet_repro", "train-runs", "--jobs", "2", "--runs", *runs],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_IDENTITY},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    status = dvc(work, "status", *(f"train@{r}" for r in runs))
+    assert "changed" not in status and "modified" not in status, status
+    assert repro(work, "evaluate@paper-v1-n1") == ["evaluate@paper-v1-n1"]
+    alone = tmp_path / "alone"
+    clone(REPO, alone)
+    prepare_cpu_workdir(alone)
+    dvc(alone, "repro", "train@paper-v1-n1")
+    for name in ("last.ckpt", "model-6.ckpt"):
+        a = torch.load(work / "runs/paper-v1-n1/seed-0" / name, weights_only=True)["model"]
+        b = torch.load(alone / "runs/paper-v1-n1/seed-0" / name, weights_only=True)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in b)

@@ -17,7 +17,7 @@ LAYERS = [
     {"evaluate", "pack"},  # metrics
     {"train"},  # the engine
     {"pipeline"},  # the study's stages
-    {"report"},
+    {"report", "projection"},
     {"cli"},
     {"__main__"},
 ]
