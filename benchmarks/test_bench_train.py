@@ -23,11 +23,13 @@ BATCH = 128
 ARCHS = {"v1-n3": (1, 3), "v1-n18": (1, 18), "v2-n18": (2, 18)}
 
 
-def step_fn(version, size, device, *, fast):
+def step_fn(version, size, device, *, fast, compile_mode=None):
     model = ResNet(version, size).to(device)
     if fast:
         model = model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if fast and device == "cuda" else model
+    if compile_mode is not None:
+        forward = torch.compile(model, dynamic=False, mode=compile_mode)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(BATCH, 3, 32, 32, device=device, generator=gen)
@@ -60,6 +62,20 @@ def test_train_step_fast_vs_eager(compare, device, arch):
     )
     if ratio is not None and device == "cpu":
         assert ratio >= 1.2, f"fast path only {ratio:.2f}x eager for {arch}"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_train_step_cuda_graphs_vs_eager(compare, device, arch):
+    """torch.compile's reduce-overhead mode (CUDA graphs over the forward and backward) at the
+    papers' batch of 128, fp32, against eager: the launch overhead issue 12 measured."""
+    if device != "cuda":
+        pytest.skip("CUDA graphs exist on CUDA only")
+    version, size = ARCHS[arch]
+    graphs = step_fn(version, size, device, fast=False, compile_mode="reduce-overhead")
+    eager = step_fn(version, size, device, fast=False)
+    compare(
+        f"train_step_graphs-{arch}", graphs, eager, device=device, images=BATCH, rounds=5, warmup=3
+    )
 
 
 def test_evaluation_throughput(compare, device):

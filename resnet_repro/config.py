@@ -237,6 +237,12 @@ class TrainConfig:
     )
     channels_last: bool = _recipe_setting("channels_last", "channels-last memory layout")
     compile: bool = _recipe_setting("compile", "torch.compile the model (static shapes)")
+    compile_mode: str = _setting(
+        "default",
+        "torch.compile mode; reduce-overhead replays CUDA graphs, removing per-kernel launch "
+        "costs on a GPU (its speed there is unmeasured so far)",
+        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    )
     deterministic: bool = _setting(False, "deterministic kernels (bitwise repeatable on a GPU)")
     sync_bn: bool = _setting(False, "SyncBatchNorm across torchrun ranks (CUDA only)")
     # data and outputs

@@ -80,12 +80,13 @@ def deterministic_kernels(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2:]
 
 
-def compiled(module: nn.Module) -> nn.Module:
+def compiled(module: nn.Module, mode: str = "default") -> nn.Module:
     """``torch.compile`` with static shapes. With automatic dynamic shapes the kernels a batch
     size gets depend on which sizes the process saw before (the epoch's last, smaller batch
     turns the batch dimension dynamic), so a resumed process would compute with other kernels
-    than an uninterrupted one; static shapes make each size's kernels independent of history."""
-    return torch.compile(module, dynamic=False)
+    than an uninterrupted one; static shapes make each size's kernels independent of history.
+    ``mode`` is torch.compile's (``reduce-overhead``: CUDA graphs)."""
+    return torch.compile(module, dynamic=False, mode=mode)
 
 
 def build_model(config: TrainConfig, *, generator: torch.Generator | None = None) -> ResNet:

@@ -172,11 +172,12 @@ class Trainer:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # Evaluation runs on rank 0 alone, so it must not go through DDP's collectives.
-        self.eval_net = compiled(self.model) if config.compile else self.model
+        mode = config.compile_mode
+        self.eval_net = compiled(self.model, mode) if config.compile else self.model
         self.train_net = self.eval_net
         if self.dist.world_size > 1:
             ddp = self.dist.wrap(self.model, self.device, sync_bn=config.sync_bn)
-            self.train_net = compiled(ddp) if config.compile else ddp
+            self.train_net = compiled(ddp, mode) if config.compile else ddp
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.order_gen = torch.Generator().manual_seed(stream_seed(config.seed, "order"))
         self.augment_gen = torch.Generator(device=self.device).manual_seed(

@@ -23,7 +23,7 @@ from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import load_checkpoint, weights_digest
 from resnet_repro.config import make_config
 from resnet_repro.evaluate import evaluate_run, predict
-from resnet_repro.train import train
+from resnet_repro.train import Trainer, train
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,30 @@ def test_compiled_fast_recipe_resumes_bitwise(real_archive, tmp_path, device):
         capture_output=True,
     )
     assert weights_digest(killed / "last.ckpt") == weights_digest(tmp_path / "whole/last.ckpt")
+
+
+def test_compile_mode_reaches_torch_compile(archive, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: seen.append(kw) or module)
+    fast = config(archive, "cpu", epochs=1, compile=True, compile_mode="reduce-overhead")
+    Trainer(fast, tmp_path, echo=False)
+    assert seen == [{"dynamic": False, "mode": "reduce-overhead"}]
+
+
+@pytest.mark.slow
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cuda_graphs_train_like_eager(archive, tmp_path):
+    """compile mode reduce-overhead (CUDA graphs) against eager, fp32, 2 epochs: the same
+    weights within float tolerance (kernels differ, arithmetic does not)."""
+    eager = config(archive, "cuda", epochs=2, deterministic=False)
+    graphs = config(
+        archive, "cuda", epochs=2, deterministic=False, compile=True, compile_mode="reduce-overhead"
+    )
+    train(eager, tmp_path / "eager", echo=False)
+    train(graphs, tmp_path / "graphs", echo=False)
+    a = load_checkpoint(tmp_path / "eager/last.ckpt")["model"]
+    b = load_checkpoint(tmp_path / "graphs/last.ckpt")["model"]
+    for name in a:
+        if a[name].is_floating_point():
+            torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-3, msg=name)
