@@ -149,6 +149,15 @@ def regressions(doc: dict, ratios: dict[str, float]) -> list[str]:
     return failed
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if config.getoption("benchmark_disable"):
+        terminalreporter.write_sep(
+            "-",
+            "SMOKE RUN: timing is off (--benchmark-disable); the benchmarks' code ran, no speed "
+            "target was checked. Time them with: nox -s bench",
+        )
+
+
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     if not RATIOS:

@@ -18,7 +18,7 @@ def test_load_cache_vs_archive(compare, tmp_path, request):
         x_train, *_ = load_cifar10(archive, cache_dir=cache)
         return np.asarray(x_train[-1]).sum()  # touch the data, not only the mapping
 
-    compare(
+    ratio = compare(
         "load_cache",
         from_cache,
         lambda: load_cifar10(archive),
@@ -26,3 +26,5 @@ def test_load_cache_vs_archive(compare, tmp_path, request):
         images=6 * per_batch,
         rounds=3,
     )
+    if ratio is not None:  # measured 2,010-2,838x on the 2-core CPU (benchmarks/results)
+        assert ratio >= 100, f"the .npy cache is only {ratio:.0f}x faster than decoding"

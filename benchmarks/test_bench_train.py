@@ -85,7 +85,7 @@ def test_evaluation_throughput(compare, device):
     plain = make_config("paper", eval_batch_size=1000)
     fast = make_config("paper", eval_batch_size=1000, channels_last=True, precision="bf16")
     fast_model = ResNet(1, 3).to(device).to(memory_format=torch.channels_last)
-    compare(
+    ratio = compare(
         "evaluate-v1-n3",
         lambda: evaluate_model(fast_model, x, y, fast, Normalization()),
         lambda: evaluate_model(model, x, y, plain, Normalization()),
@@ -93,6 +93,8 @@ def test_evaluation_throughput(compare, device):
         images=1000,
         rounds=3,
     )
+    if ratio is not None and device == "cpu":  # measured 3.5-4.3x (benchmarks/results)
+        assert ratio >= 2.0, f"fast-path evaluation only {ratio:.2f}x eager"
 
 
 @pytest.fixture(scope="module")

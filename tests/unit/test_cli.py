@@ -28,26 +28,12 @@ def test_version(capsys):
     assert __version__ in capsys.readouterr().out
 
 
-def test_predict_prints_classes(fake_archive, tmp_path, capsys):
+def test_predict_prints_classes(trained_run, tmp_path, capsys):
     from PIL import Image
 
-    from resnet_repro.config import make_config
-    from resnet_repro.train import train
-
-    config = make_config(
-        "paper",
-        version=1,
-        resnet_size=1,
-        epochs=1,
-        batch_size=32,
-        data=str(fake_archive),
-        valid_fraction=0.2,
-        device="cpu",
-    )
-    train(config, tmp_path / "run", echo=False)
     image = tmp_path / "img.png"
     Image.new("RGB", (40, 24), (200, 30, 30)).save(image)
-    ckpt = str(tmp_path / "run" / "model-1.ckpt")
+    ckpt = str(trained_run / "model-1.ckpt")
     assert main(["predict", "--checkpoint", ckpt, "--top", "2", str(image)]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{image}: ") and line.count(",") == 1

@@ -40,7 +40,10 @@ def tiny_config(archive, **overrides):
         "version": 1,
         "resnet_size": 1,
         "epochs": 1,
-        "batch_size": 32,
+        # 31 does not divide among 2 ranks (15 + 16), nor does the epoch's last batch of 5
+        # (2 + 3): the loss weighting of uneven shards is exercised.
+        "batch_size": 31,
+        "bn_groups": 1,
         "lr": 0.05,
         "data": str(archive),
         "valid_fraction": 0.2,
@@ -115,7 +118,9 @@ def test_two_ranks_agree_every_step_and_match_one_process(archive, tmp_path):
     mp.spawn(_rank_main, args=(free_port(), archive, tmp_path / "run", results), nprocs=WORLD)
     outcome = json.loads(results.read_text())
     config = tiny_config(archive)
-    assert outcome["steps"] == steps_per_epoch(160, config.batch_size, WORLD) == 5
+    assert outcome["steps"] == steps_per_epoch(160, config.batch_size, WORLD) == 6
+    assert Distributed(0, WORLD).shard(31) == slice(0, 15)
+    assert Distributed(0, WORLD).shard(5) == slice(0, 2)
     assert outcome["mismatches"] == []
     assert outcome["diff"] < TOLERANCE
     assert (tmp_path / "run" / "last.ckpt").is_file()
@@ -186,6 +191,16 @@ def test_resume_a_two_rank_run_with_one_rank(archive, tmp_path):
     assert [(s["world_size"], s["from_epoch"]) for s in segments] == [(2, 0), (1, 1)]
     epochs = [json.loads(x)["epoch"] for x in (run / "history.jsonl").read_text().splitlines()]
     assert epochs == [1, 2] and load_checkpoint(run / "last.ckpt")["epoch"] == 2
+    # The one-rank epoch 2 continued the two-rank state (weights moved from epoch 1's), and
+    # did so deterministically: resuming the same epoch-1 checkpoint again gives equal weights.
+    assert state_hash(run / "model-1.ckpt") != state_hash(run / "model-2.ckpt")
+    again = tmp_path / "again"
+    again.mkdir()
+    for name in ("last.ckpt", "model-1.ckpt", "config.yaml", "history.jsonl"):
+        source = run / ("model-1.ckpt" if name == "last.ckpt" else name)
+        (again / name).write_bytes(source.read_bytes())
+    subprocess.run(cli(*train_args(archive, again, 2), "--resume"), check=True, capture_output=True)
+    assert state_hash(again / "last.ckpt") == state_hash(run / "last.ckpt")
 
 
 def children(pid: int) -> list[int]:

@@ -22,7 +22,10 @@ from resnet_repro.net import (
     ("version", "size", "params"),
     [(1, 3, 272_474), (1, 18, 1_730_714), (2, 18, 1_703_258)],
 )
-def test_parameter_count_matches_papers(version, size, params):
+def test_option_b_parameter_counts(version, size, params):
+    """Projection shortcuts (option B, the seed's and the default): ../shared/REFERENCES.md
+    gives 272,474 (ResNet-20) and 1,730,714 (ResNet-110); He et al.'s own CIFAR nets used
+    option A (test_option_a_parameter_counts_match_he_et_al)."""
     assert count_parameters(ResNet(version, size)) == params
 
 

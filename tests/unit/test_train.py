@@ -1,6 +1,7 @@
 """The training engine: determinism, resume after SIGKILL, atomic checkpoints, faults."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -328,6 +329,40 @@ def test_paper_schedule_warmup_and_milestones():
     assert lr_factor(c, 400, 64_000) * c.lr == pytest.approx(0.1)
     assert lr_factor(c, 32_000, 64_000) * c.lr == pytest.approx(0.01)
     assert lr_factor(c, 48_000, 64_000) * c.lr == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        # cosine: 0.5 (1 + cos(pi t / T))
+        ("cosine", {0: 1.0, 250: 0.5 * (1 + math.cos(math.pi / 4)), 500: 0.5, 1000: 0.0}),
+        # onecycle: 0.1 -> 1 linearly over the first 20%, then linearly to 0
+        ("onecycle", {0: 0.1, 100: 0.55, 200: 1.0, 600: 0.5, 1000: 0.0}),
+        ("constant", {0: 1.0, 999: 1.0}),
+    ],
+)
+def test_schedule_shapes_at_known_steps(schedule, expected):
+    c = make_config("paper", schedule=schedule, warmup_iters=0)
+    for step, factor in expected.items():
+        assert lr_factor(c, step, 1000) == pytest.approx(factor, abs=1e-12), (schedule, step)
+
+
+def test_the_optimizer_follows_the_schedule_and_history_logs_the_next_steps_lr(
+    fake_archive, tmp_path
+):
+    """The lr an optimizer step uses is lr * lr_factor(step); the history's lr is read after
+    the epoch's last step, so it is the lr of the next step (step = steps done so far)."""
+    config = tiny_config(fake_archive, epochs=3, schedule="cosine")
+    trainer = Trainer(config, tmp_path, echo=False)
+    used = []
+    trainer.optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"])
+    )
+    history = trainer.fit()
+    total = trainer.total_steps
+    assert used == pytest.approx([config.lr * lr_factor(config, s, total) for s in range(total)])
+    for h in history:
+        assert h["lr"] == pytest.approx(config.lr * lr_factor(config, h["step"], total))
 
 
 def test_max_iters_stops_mid_epoch(fake_archive, tmp_path):
