@@ -153,10 +153,11 @@ def write_tar_gz(path: str | os.PathLike, members: dict[str, bytes]) -> Path:
     return path
 
 
-def fake_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def fake_images(labels: np.ndarray, rng: np.random.Generator, noise: float = 30.0) -> np.ndarray:
     """uint8 CIFAR rows whose class is the period (5 choices) and direction (across or down)
     of stripes, under random colours, phases and noise: features that survive the per-image
-    standardization, crops and flips, so a small network learns them well above chance."""
+    standardization, crops and flips, so a small network learns them well above chance.
+    ``noise`` is the standard deviation of the pixel noise: the higher, the harder to learn."""
     n = len(labels)
     period = np.array([4.0, 6.0, 8.0, 11.0, 16.0])[labels % 5][:, None, None]
     yy, xx = np.mgrid[0:32, 0:32].astype(np.float64)
@@ -165,11 +166,13 @@ def fake_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     stripes = np.sin(2 * np.pi * coord / period + phase)  # [n, 32, 32]
     background = rng.uniform(60, 196, size=(n, 3, 1, 1))
     gain = rng.uniform(20, 60, size=(n, 3, 1, 1))
-    images = background + gain * stripes[:, None] + rng.normal(0, 30, (n, 3, 32, 32))
+    images = background + gain * stripes[:, None] + rng.normal(0, noise, (n, 3, 32, 32))
     return np.clip(images, 0, 255).astype(np.uint8).reshape(n, RECORD_SIZE)
 
 
-def fake_batches(*, train_per_batch: int, test_size: int, seed: int) -> dict[str, bytes]:
+def fake_batches(
+    *, train_per_batch: int, test_size: int, seed: int, noise: float = 30.0
+) -> dict[str, bytes]:
     """The members of a fake ``cifar-10-python.tar.gz``: five training batches of
     ``train_per_batch`` images and a test batch of ``test_size``, labels balanced."""
     rng = np.random.default_rng(seed)
@@ -181,7 +184,7 @@ def fake_batches(*, train_per_batch: int, test_size: int, seed: int) -> dict[str
         batch = {
             "batch_label": label,
             "labels": [int(c) for c in labels],
-            "data": fake_images(labels, rng),
+            "data": fake_images(labels, rng, noise),
             "filenames": [f"{LABEL_NAMES[c]}_s_{i:06d}.png" for i, c in enumerate(labels)],
         }
         members[f"{BATCH_DIR}/{name}"] = dump_py2_pickle(batch)
@@ -196,11 +199,18 @@ def fake_batches(*, train_per_batch: int, test_size: int, seed: int) -> dict[str
 
 
 def write_fake_cifar10(
-    path: str | os.PathLike, *, train_per_batch: int = 100, test_size: int = 100, seed: int = 0
+    path: str | os.PathLike,
+    *,
+    train_per_batch: int = 100,
+    test_size: int = 100,
+    seed: int = 0,
+    noise: float = 30.0,
 ) -> Path:
     """Write a fake CIFAR-10 archive in the official format; the same arguments give the same
     bytes."""
     if train_per_batch < 0 or test_size < 0:
         raise ValueError("write_fake_cifar10: sizes must be >= 0")
-    members = fake_batches(train_per_batch=train_per_batch, test_size=test_size, seed=seed)
+    members = fake_batches(
+        train_per_batch=train_per_batch, test_size=test_size, seed=seed, noise=noise
+    )
     return write_tar_gz(path, members)
