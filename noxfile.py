@@ -63,6 +63,27 @@ def pipeline(session: nox.Session) -> None:
     session.log(f"report: {workdir / 'results' / 'report' / 'report.md'}")
 
 
+@nox.session
+def planted(session: nox.Session) -> None:
+    """Plant each bug the CPU golden table exists to catch (flip off, crop offsets 0-7, BN
+    momentum inverted, lr schedule an epoch ahead, validation from training images), run the
+    CPU-scale grid with it, and write the verdicts to tests/golden/planted-bugs.md. Fails if
+    the table passes a planted bug."""
+    install(session, "test,pipeline")
+    session.run("python", "tests/golden/planted_bugs.py", "--out", "tests/golden/planted-bugs.md")
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of net.py, image_utils.py, config.py, golden.py, schedule.py
+    and checkpoint.py against their fast tests ([tool.mutmut] in pyproject.toml); the
+    survivors are listed in tests/mutants.md with a test or the reason they are equivalent."""
+    install(session, "test,mutants")
+    session.env.setdefault("HYPOTHESIS_PROFILE", "ci")
+    session.run("mutmut", "run", "--max-children", "2")
+    session.run("mutmut", "results")
+
+
 @nox.session(venv_backend="none")
 def gpu(session: nox.Session) -> None:
     """The GPU side in one command, in the current environment (the CUDA torch already

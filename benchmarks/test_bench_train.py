@@ -17,7 +17,8 @@ from resnet_repro.config import make_config
 from resnet_repro.evaluate import evaluate_model
 from resnet_repro.image_utils import Normalization
 from resnet_repro.net import ResNet
-from resnet_repro.train import Trainer, steps_per_epoch
+from resnet_repro.schedule import steps_per_epoch
+from resnet_repro.train import Trainer
 
 BATCH = 128
 ARCHS = {"v1-n3": (1, 3), "v1-n18": (1, 18), "v2-n18": (2, 18)}

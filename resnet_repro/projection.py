@@ -22,7 +22,8 @@ from resnet_repro.cifar import OFFICIAL_COUNTS
 from resnet_repro.config import TrainConfig
 from resnet_repro.data import Splits
 from resnet_repro.pipeline import load_params, run_config, run_seeds
-from resnet_repro.train import Trainer, steps_per_epoch, total_steps
+from resnet_repro.schedule import steps_per_epoch, total_steps
+from resnet_repro.train import Trainer
 
 # Settings that change the time of a step; runs equal on these share one measurement.
 SPEED_FIELDS = (

@@ -19,7 +19,8 @@ from resnet_repro.checkpoint import load_checkpoint
 from resnet_repro.config import make_config
 from resnet_repro.distributed import Distributed
 from resnet_repro.image_utils import crop_flip_unchecked, draw_crop_flip
-from resnet_repro.train import Trainer, steps_per_epoch
+from resnet_repro.schedule import steps_per_epoch
+from resnet_repro.train import Trainer
 
 pytestmark = pytest.mark.skipif(not torch_dist.is_available(), reason="no torch.distributed")
 

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "resnet_repro"
 LAYERS = [
     {"atomic", "cifar", "net", "image_utils", "golden"},  # facts, files, the network, pixels
     {"config", "fetch", "archive_writer"},  # settings; archives in and out
-    {"data", "checkpoint", "runtime", "distributed", "run_folder"},  # arrays, state, device
+    {"data", "checkpoint", "runtime", "distributed", "run_folder", "schedule"},  # arrays, state
     {"evaluate", "pack"},  # metrics
     {"train"},  # the engine
     {"pipeline"},  # the study's stages

@@ -1,0 +1,47 @@
+"""How long a run is and how fast it learns at each step: steps per epoch, total steps, and
+the learning-rate factor of every schedule (constant, multistep with warm-up, cosine,
+one-cycle).
+
+Steps are optimizer steps, counted from 0; ``lr_factor(config, s, total)`` multiplies
+``config.lr`` for step ``s``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from resnet_repro.config import TrainConfig
+
+# One-cycle schedule: the learning rate ramps from ONECYCLE_START x lr to lr over the first
+# ONECYCLE_RAMP of the steps, then falls linearly to 0.
+ONECYCLE_START = 0.1
+ONECYCLE_RAMP = 0.2
+
+
+def lr_factor(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Multiplier on ``config.lr`` for the optimizer step ``step`` (0-based)."""
+    if config.schedule == "constant":
+        return 1.0
+    if config.schedule == "multistep":
+        if config.warms_up and step < config.warmup_iters:
+            return config.warmup_lr / config.lr
+        return config.lr_decay ** sum(step >= m for m in config.milestones)
+    progress = step / max(total_steps, 1)
+    if config.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if progress < ONECYCLE_RAMP:
+        return ONECYCLE_START + (1.0 - ONECYCLE_START) * progress / ONECYCLE_RAMP
+    return max(0.0, (1.0 - progress) / (1.0 - ONECYCLE_RAMP))
+
+
+def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:
+    """Full batches plus the remainder, unless the remainder would leave a rank fewer than two
+    images (BN cannot train on a batch of one)."""
+    full, rest = divmod(n_train, batch_size)
+    return full + (rest >= 2 * world_size)
+
+
+def total_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
+    """Optimizer steps of the whole run: ``epochs`` epochs, capped by ``max_iters`` if set."""
+    steps = config.epochs * steps_per_epoch(n_train, config.batch_size, world_size)
+    return min(steps, config.max_iters) if config.max_iters else steps

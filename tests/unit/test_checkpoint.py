@@ -1,0 +1,96 @@
+"""Checkpoint files: atomic writes, safe loading, and the checks a resume relies on."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_repro import checkpoint as checkpoint_module
+from resnet_repro.checkpoint import (
+    CheckpointError,
+    check_architecture,
+    check_device_type,
+    code_digest,
+    load_checkpoint,
+    save_checkpoint,
+    weights_digest,
+)
+from resnet_repro.config import make_config
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    save_checkpoint(path, {"model": {"w": torch.ones(3)}, "config": {}})
+    before = path.read_bytes()
+
+    def half_write(obj, f):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", half_write)
+    with pytest.raises(CheckpointError, match=r"No space left on device\); the previous last"):
+        save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "config": {}})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_checkpoint_loading_never_runs_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"model": Evil(), "config": {}}, tmp_path / "evil.ckpt")
+    with pytest.raises(CheckpointError, match=r"evil\.ckpt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "evil.ckpt")
+    assert not marker.exists()
+
+
+def test_missing_empty_and_foreign_files_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match=r"nope.ckpt: no such checkpoint"):
+        load_checkpoint(tmp_path / "nope.ckpt")
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    with pytest.raises(
+        CheckpointError, match=r"empty.ckpt: not a readable checkpoint \(the file is empty\)"
+    ):
+        load_checkpoint(tmp_path / "empty.ckpt")
+    torch.save({"weights": torch.ones(1)}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match=r"other.ckpt: not a resnet_repro checkpoint"):
+        load_checkpoint(tmp_path / "other.ckpt")
+
+
+def test_weights_digest_sees_one_changed_value(tmp_path):
+    state = {"model": {"a": torch.zeros(3), "b": torch.ones(2)}, "config": {}}
+    save_checkpoint(tmp_path / "x.ckpt", state)
+    state["model"]["b"][1] = 1.0000001
+    save_checkpoint(tmp_path / "y.ckpt", state)
+    assert weights_digest(tmp_path / "x.ckpt") != weights_digest(tmp_path / "y.ckpt")
+    save_checkpoint(
+        tmp_path / "z.ckpt", {"model": {"b": torch.ones(2), "a": torch.zeros(3)}, "config": {}}
+    )
+    assert weights_digest(tmp_path / "x.ckpt") == weights_digest(tmp_path / "z.ckpt")
+
+
+def test_architecture_and_device_checks_name_what_differs():
+    state = {"config": make_config("paper", version=1, resnet_size=3).to_dict()}
+    check_architecture(state, make_config("paper", version=1, resnet_size=3, lr=0.5), Path("c"))
+    with pytest.raises(CheckpointError, match=r"resnet_size 3 \(checkpoint\) vs 5 \(run\)"):
+        check_architecture(state, make_config("paper", version=1, resnet_size=5), Path("c"))
+    with pytest.raises(CheckpointError, match=r"pass --config .*config.yaml --resume"):
+        check_architecture(state, make_config("seed", version=1, resnet_size=3), Path("r/c"))
+    check_device_type({"device_type": "cuda"}, "cuda", Path("c"))
+    check_device_type({}, "cpu", Path("c"))  # checkpoints from before the field: CPU
+    with pytest.raises(CheckpointError, match=r"on cuda, but this run is on cpu"):
+        check_device_type({"device_type": "cuda"}, "cpu", Path("c"))
+
+
+def test_code_digest_covers_every_module(monkeypatch, tmp_path):
+    before = code_digest()
+    for path in checkpoint_module.PACKAGE_DIR.glob("*.py"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setattr(checkpoint_module, "PACKAGE_DIR", tmp_path)
+    assert code_digest() == before
+    (tmp_path / "net.py").write_text((tmp_path / "net.py").read_text() + "\n")
+    assert code_digest() != before
