@@ -137,3 +137,11 @@ def test_command_line_overrides_recipe_and_file(tmp_path):
     c.save(tmp_path / "c.yaml")
     again = parse("--config", str(tmp_path / "c.yaml"), "--epochs", "7")
     assert again.epochs == 7 and again.lr == 0.01 and again.version == 2
+
+
+def test_an_unquoted_yaml_float_gets_a_hint(tmp_path):
+    (tmp_path / "c.yaml").write_text("lr: 1e-3\n")
+    with pytest.raises(ConfigError, match=r"YAML reads 1e-3 as text: write it with a dot, 1.0e-03"):
+        TrainConfig.load(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match=r"lr must be float, got str 'fast'$"):
+        make_config("paper", lr="fast")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from resnet_repro.image_utils import (
+    Normalization,
     augment_batch,
     crop_flip,
     crop_flip_image,
@@ -152,3 +153,44 @@ def test_cuda_matches_cpu_for_same_parameters():
     cpu = standardize(crop_flip(images, offsets, flips))
     cuda = standardize(crop_flip(images.cuda(), offsets.cuda(), flips.cuda()))
     torch.testing.assert_close(cuda.cpu(), cpu)
+
+
+def test_parse_record_augments_in_training_with_the_given_generator():
+    record = np.random.default_rng(5).integers(0, 256, 3072).astype(np.uint8)
+    image = record.reshape(3, 32, 32).transpose(1, 2, 0)
+    out = parse_record(record, True, np.random.default_rng(7))
+    expected = preprocess_image(image, True, np.random.default_rng(7)).transpose(2, 0, 1)
+    np.testing.assert_array_equal(out, expected)
+    assert not np.array_equal(out, parse_record(record, False, np.random.default_rng(7)))
+
+
+def test_per_image_and_pixel_mean_differ_and_round_trip():
+    rows = np.random.default_rng(0).integers(0, 256, (20, 3072), dtype=np.uint8)
+    per_pixel = Normalization.fit("pixel_mean", rows)
+    assert Normalization.from_state(per_pixel.state()).pixel_mean.equal(per_pixel.pixel_mean)
+    assert Normalization.from_state(None).kind == "per_image"
+    images = torch.from_numpy(rows).view(-1, 3, 32, 32)
+    assert not torch.allclose(per_pixel(images), Normalization()(images))
+    with pytest.raises(ValueError, match="not a normalization record"):
+        Normalization.from_state({"kind": "pixel_mean", "pixel_mean": None})
+
+
+def test_pixel_mean_normalization_centres_each_pixel_of_the_training_set():
+    rows = np.random.default_rng(1).integers(0, 256, (50, 3072), dtype=np.uint8)
+    normalize = Normalization.fit("pixel_mean", rows)
+    expected = rows.astype(np.float64).mean(0).reshape(3, 32, 32) / 255
+    np.testing.assert_allclose(normalize.pixel_mean.numpy(), expected, rtol=1e-6)
+    images = torch.from_numpy(rows).view(-1, 3, 32, 32)
+    out = normalize(images)
+    assert out.dtype == torch.float32 and out.double().mean(0).abs().max() < 1e-6
+    np.testing.assert_allclose(
+        out[0].numpy(), rows[0].reshape(3, 32, 32) / 255 - expected, atol=1e-6
+    )
+    assert normalize.to(torch.device("cpu")).pixel_mean is not None
+    assert Normalization.fit("per_image", rows).pixel_mean is None
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        Normalization.fit("zca", rows)
+    with pytest.raises(ValueError, match="at least one training image"):
+        Normalization.fit("pixel_mean", rows[:0])
+    with pytest.raises(ValueError, match=r"pixel mean of shape \[3, 31, 32\]"):
+        Normalization.from_state({"kind": "pixel_mean", "pixel_mean": torch.zeros(3, 31, 32)})

@@ -109,17 +109,6 @@ def test_pixel_mean_is_the_training_images_mean_and_travels_with_the_run(fake_ar
     assert report["results"]["1"]["accuracy"] == history[-1]["valid_acc"]
 
 
-def test_per_image_and_pixel_mean_differ_and_round_trip():
-    rows = np.random.default_rng(0).integers(0, 256, (20, 3072), dtype=np.uint8)
-    per_pixel = Normalization.fit("pixel_mean", rows)
-    assert Normalization.from_state(per_pixel.state()).pixel_mean.equal(per_pixel.pixel_mean)
-    assert Normalization.from_state(None).kind == "per_image"
-    images = torch.from_numpy(rows).view(-1, 3, 32, 32)
-    assert not torch.allclose(per_pixel(images), Normalization()(images))
-    with pytest.raises(ValueError, match="not a normalization record"):
-        Normalization.from_state({"kind": "pixel_mean", "pixel_mean": None})
-
-
 def test_deterministic_kernels_restore_the_process_settings():
     before = torch.are_deterministic_algorithms_enabled()
     with deterministic_kernels(True):

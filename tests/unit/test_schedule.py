@@ -49,6 +49,9 @@ def test_total_steps_is_epochs_capped_by_max_iters():
     assert total_steps(make_config("paper", max_iters=0), 50_000) == 164 * 391
     assert total_steps(make_config("seed"), 45_000) == 200 * 352
     assert total_steps(make_config("paper", epochs=2, max_iters=0), 1000, world_size=2) == 16
+    # 259 = 2 x 128 + 3: a third step with one rank, not with two (a rank would get 1 image).
+    two_epochs = make_config("paper", epochs=2, max_iters=0)
+    assert total_steps(two_epochs, 259) == 6 and total_steps(two_epochs, 259, world_size=2) == 4
 
 
 def test_multistep_without_warm_up_and_lr_decay():
