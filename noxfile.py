@@ -80,6 +80,9 @@ def mutants(session: nox.Session) -> None:
     survivors are listed in tests/mutants.md with a test or the reason they are equivalent."""
     install(session, "test,mutants")
     session.env.setdefault("HYPOTHESIS_PROFILE", "ci")
+    # mutmut forks a test process per mutant; torch's thread pools do not survive a fork
+    # (a forked child waits forever on the parent's threads), so each process gets one thread.
+    session.env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     session.run("mutmut", "run", "--max-children", "2")
     session.run("mutmut", "results")
 

@@ -225,3 +225,81 @@ def test_unknown_statistic_is_refused(tmp_path):
         GoldenError, match=r"statistic must be one of \('single', 'mean', 'median'\)"
     ):
         load_table(write_table(tmp_path / "t.yaml", [bad]))
+
+
+def test_boundaries_of_the_rules_and_values(tmp_path):
+    cells = [
+        cell("exact-below", 0.90, "one_sided_below", 0.5),  # measured exactly 0.5 below
+        cell("zero", 0.0, "two_sided", 0.0),
+        cell("one", 1.0, "two_sided", 0.0),
+    ]
+    write_metrics(tmp_path / "m", "exact-below", valid_acc_final=0.895)
+    write_metrics(tmp_path / "m", "zero", valid_acc_final=0.0)
+    write_metrics(tmp_path / "m", "one", valid_acc_final=1.0)
+    result = compare([write_table(tmp_path / "t.yaml", cells)], tmp_path / "m")
+    assert [r["verdict"] for r in result["rows"]] == ["pass", "pass", "pass"]
+    assert result["provenance"]["t.yaml"]["source"] == "crafted"
+    _, loaded = load_table(tmp_path / "t.yaml")
+    assert loaded[0].note == "" and loaded[0].statistic == "single" and loaded[0].runs == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"golden": -0.01}, r"golden must be an accuracy in \[0, 1\]"),
+        ({"golden": 1.01}, r"golden must be an accuracy in \[0, 1\]"),
+        (
+            {"tolerance": {"rule": "two_sided", "points": True}},
+            "tolerance.points must be a number >= 0",
+        ),
+        (
+            {"tolerance": {"rule": "two_sided", "points": -1}},
+            "tolerance.points must be a number >= 0",
+        ),
+        ({"runs": 0}, "runs must be an integer >= 1"),
+        ({"runs": True}, "runs must be an integer >= 1"),
+    ],
+)
+def test_bad_cell_values_are_refused(tmp_path, change, message):
+    with pytest.raises(GoldenError, match=rf"cell 0 \(r\): {message}"):
+        load_table(write_table(tmp_path / "t.yaml", [{**cell("r", 0.9), **change}]))
+
+
+def test_a_table_that_is_not_a_mapping_of_cells_is_refused(tmp_path):
+    (tmp_path / "t.yaml").write_text("- just a list\n")
+    with pytest.raises(GoldenError, match="expected a mapping with a list of 'cells'"):
+        load_table(tmp_path / "t.yaml")
+
+
+def test_single_run_metrics_against_median_and_several_runs(tmp_path):
+    write_metrics(tmp_path / "m", "single", test_acc_final=0.93)
+    rows = [
+        {**cell("single", 0.93, metric="test_acc_final"), "statistic": "median"},
+        {**cell("single", 0.93, metric="test_acc_final"), "statistic": "mean", "runs": 2},
+    ]
+    result = compare([write_table(tmp_path / "t.yaml", rows)], tmp_path / "m")
+    assert [(r["measured"], r["seeds"], r["verdict"]) for r in result["rows"]] == [
+        (0.93, 1, "pass"),
+        (0.93, 1, "too few runs"),
+    ]
+
+
+def test_markdown_rows_show_rule_spread_and_verdict(tmp_path):
+    write_metrics(
+        tmp_path / "m",
+        "r",
+        valid_acc_final=0.9,
+        valid_acc_final_std=0.004,
+        seeds={"0": {}, "1": {}},
+    )
+    rows = [
+        cell("r", 0.9, "one_sided_below", 0.5),
+        {**cell("r", 0.9), "statistic": "mean", "runs": 2},
+    ]
+    text = markdown(compare([write_table(tmp_path / "t.yaml", rows)], tmp_path / "m"))
+    assert (
+        "| t.yaml | r | valid_acc_final | single (2) | 90.00 ± 0.40 | 90.00 | ≥ −0.5 | pass |"
+        in text
+    )
+    assert "| t.yaml | r | valid_acc_final | mean (2) | 90.00 ± 0.40 | 90.00 | ±1 | pass |" in text
+    assert text.endswith("\n\nVerdict: all cells pass\n")

@@ -94,3 +94,33 @@ def test_code_digest_covers_every_module(monkeypatch, tmp_path):
     assert code_digest() == before
     (tmp_path / "net.py").write_text((tmp_path / "net.py").read_text() + "\n")
     assert code_digest() != before
+
+
+def test_refusals_say_why_in_one_line_without_torch_advice(tmp_path):
+    from fractions import Fraction  # picklable, but not a tensor or a plain value
+
+    torch.save({"model": Fraction(1, 3), "config": {}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path / "foreign.ckpt")
+    text = str(info.value)
+    assert "it holds something other than tensors and plain values: " in text
+    assert "weights_only" not in text and len(text.splitlines()) == 1
+    (tmp_path / "notes.ckpt").write_text("my notes\nsecond line\n")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path / "notes.ckpt")
+    assert len(str(info.value).splitlines()) == 1
+    torch.save({"model": {}}, tmp_path / "no-config.ckpt")
+    with pytest.raises(CheckpointError, match="not a resnet_repro checkpoint"):
+        load_checkpoint(tmp_path / "no-config.ckpt")
+    torch.save({"config": {}}, tmp_path / "no-model.ckpt")
+    with pytest.raises(CheckpointError, match="not a resnet_repro checkpoint"):
+        load_checkpoint(tmp_path / "no-model.ckpt")
+
+
+def test_a_failed_first_write_says_nothing_was_written(tmp_path, monkeypatch):
+    def full(obj, f):
+        raise RuntimeError("")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", full)
+    with pytest.raises(CheckpointError, match=r"cannot be written \(RuntimeError\); no new.ckpt"):
+        save_checkpoint(tmp_path / "new.ckpt", {"model": {}, "config": {}})

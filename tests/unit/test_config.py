@@ -91,6 +91,13 @@ def test_yaml_and_json_round_trip(tmp_path):
         ({"version": 3}, r"version must be one of \(1, 2\)"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"lr": 0.0}, r"^lr must be a finite number > 0, got 0.0$"),
+        ({"lr": float("inf")}, r"^lr must be a finite number > 0, got inf$"),
+        ({"max_iters": -5}, r"^max_iters must be >= 0 \(0: none\), got -5$"),
+        ({"valid_fraction": 1.0}, r"^valid_fraction must be in \[0, 1\), got 1.0$"),
+        ({"label_smoothing": 1.0}, r"^label_smoothing must be in \[0, 1\), got 1.0$"),
+        ({"bn_groups": 3}, r"^bn_groups 3 must divide batch_size 128$"),
+        ({"v1_shortcut": "C"}, r"v1_shortcut must be one of \('A', 'B'\)"),
         ({"colour": "red"}, "unknown config fields: colour"),
     ],
 )
@@ -145,3 +152,20 @@ def test_an_unquoted_yaml_float_gets_a_hint(tmp_path):
         TrainConfig.load(tmp_path / "c.yaml")
     with pytest.raises(ConfigError, match=r"lr must be float, got str 'fast'$"):
         make_config("paper", lr="fast")
+
+
+def test_boundary_values_are_accepted():
+    make_config("paper", valid_fraction=0.0, label_smoothing=0.0, max_iters=0, lr=1e-12)
+    make_config("paper", valid_fraction=0.99, label_smoothing=0.99)
+
+
+def test_custom_recipe_starts_from_the_defaults():
+    custom = make_config("custom", lr=0.5)
+    assert custom.recipe == "custom" and custom.lr == 0.5
+    assert custom.to_dict() == {**TrainConfig(lr=0.5).to_dict(), "recipe": "custom"}
+
+
+def test_config_file_lists_fields_in_the_dataclass_order(tmp_path):
+    make_config("seed").save(tmp_path / "c.yaml")
+    keys = [line.split(":")[0] for line in (tmp_path / "c.yaml").read_text().splitlines()]
+    assert keys[:4] == ["version", "resnet_size", "num_classes", "first_num_filters"]

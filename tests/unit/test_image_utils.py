@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from resnet_repro.image_utils import (
+    NUM_OFFSETS,
     Normalization,
     augment_batch,
     crop_flip,
     crop_flip_image,
+    draw_crop_flip,
     parse_record,
     preprocess_image,
     standardize,
@@ -194,3 +196,26 @@ def test_pixel_mean_normalization_centres_each_pixel_of_the_training_set():
         Normalization.fit("pixel_mean", rows[:0])
     with pytest.raises(ValueError, match=r"pixel mean of shape \[3, 31, 32\]"):
         Normalization.from_state({"kind": "pixel_mean", "pixel_mean": torch.zeros(3, 31, 32)})
+
+
+def test_drawn_crops_cover_every_offset_and_flip_half_the_images():
+    offsets, flips = draw_crop_flip(18_000, torch.Generator().manual_seed(0))
+    assert offsets.shape == (18_000, 2) and offsets.dtype == torch.long
+    for axis in range(2):
+        counts = torch.bincount(offsets[:, axis], minlength=NUM_OFFSETS)
+        assert len(counts) == 9 and counts.min() > 1_800  # each of 0..8 about 2,000 times
+    assert flips.dtype == torch.bool and abs(flips.float().mean().item() - 0.5) < 0.02
+
+
+def test_uint8_channel_with_a_small_spread_is_standardized_not_zeroed():
+    images = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    images[0, :, :, ::2] = 1  # values 0 and 1: population std 0.5
+    out = standardize(images)
+    assert set(out.unique().tolist()) == {-1.0, 1.0}
+
+
+def test_constant_float_channel_is_zero_despite_rounding():
+    images = torch.full((1, 3, 32, 32), 0.1, dtype=torch.float32)
+    images[0, 0, 0, 0] = 0.9  # channel 0 varies, channels 1 and 2 are constant 0.1
+    out = standardize(images)
+    assert out[0, 1:].abs().max() == 0 and out[0, 0].abs().max() > 1
