@@ -1,5 +1,7 @@
 """Unit tests of resnet_repro.net: shapes, counts against the papers, layout, init, errors."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -13,7 +15,9 @@ from resnet_repro.net import (
     ResNet,
     StackLayer,
     StandardBlock,
+    batch_norm,
     count_parameters,
+    resnet_depth,
     weighted_layers,
 )
 
@@ -251,3 +255,67 @@ def test_bn_groups_reach_every_bn_of_the_network():
     net = ResNet(2, 1, bn_groups=2)
     bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(isinstance(m, GroupBatchNorm2d) and m.groups == 2 for m in bns)
+
+
+def test_standard_block_adds_the_shortcut_before_the_last_relu():
+    gen = torch.Generator().manual_seed(0)
+    block = StandardBlock(8, 8).eval()
+    with torch.no_grad():
+        for bn in (block.bn_relu1.bn, block.bn2):
+            bn.running_mean.normal_(generator=gen)
+            bn.running_var.uniform_(0.5, 2, generator=gen)
+    x = torch.randn(2, 8, 6, 6, generator=gen)
+    main = block.bn2(block.conv2(block.bn_relu1(block.conv1(x))))
+    torch.testing.assert_close(block(x), torch.relu(main + x))
+
+
+def test_depth_of_both_versions():
+    assert [resnet_depth(1, n) for n in (3, 18)] == [20, 110]
+    assert [resnet_depth(2, n) for n in (8, 18)] == [74, 164] == [ResNet(2, 8).depth, 164]
+
+
+def test_he_init_uses_fan_out_and_the_fc_layer_draws_both_signs():
+    conv = ResNet(1, 1, first_num_filters=64).start_layer  # 3 -> 64 channels, 3x3
+    fan_out = 64 * 9
+    assert abs(conv.weight.std().item() / math.sqrt(2 / fan_out) - 1) < 0.15
+    fc = ResNet(1, 1, num_classes=1000).output_layer.fc
+    bound = 1 / math.sqrt(fc.in_features)
+    for values in (fc.weight, fc.bias):
+        assert values.abs().max() <= bound and values.min() < -bound / 2 < bound / 2 < values.max()
+    assert torch.equal(ResNet(1, 1).start_layer.weight, ResNet(1, 1).start_layer.weight)
+
+
+def test_every_bn_gets_the_momentum_and_defaults_are_the_papers():
+    for version in (1, 2):
+        bns = [
+            m
+            for m in ResNet(version, 1, bn_momentum=0.3).modules()
+            if isinstance(m, nn.BatchNorm2d)
+        ]
+        assert bns and {m.momentum for m in bns} == {0.3}
+    plain = ResNet(1, 1)
+    assert all(type(m) is nn.BatchNorm2d for m in plain.modules() if isinstance(m, nn.BatchNorm2d))
+    assert StandardBlock(16, 16)(torch.zeros(1, 16, 8, 8)).shape == (1, 16, 8, 8)
+    assert BottleneckBlock(64, 64)(torch.zeros(1, 64, 8, 8)).shape == (1, 64, 8, 8)
+    assert StandardBlock(16, 16).bn2.momentum == 0.1 and BatchNormReLU(4).bn.momentum == 0.1
+    stack = StackLayer(StandardBlock, 16, 32, 2, stride=2)
+    assert all(
+        type(m) is nn.BatchNorm2d and m.momentum == 0.1
+        for m in stack.modules()
+        if isinstance(m, nn.BatchNorm2d)
+    )
+    assert OutputLayer(16, 10, pre_activation=True).bn_relu.bn.momentum == 0.1
+    assert PaddedIdentity(16, 16, 2)(torch.ones(1, 16, 4, 4)).shape == (1, 16, 2, 2)
+
+
+@pytest.mark.parametrize("bn_groups", [0, True, 1.5])
+def test_bad_bn_groups_are_refused(bn_groups):
+    with pytest.raises(ValueError, match="bn_groups must be an integer >= 1"):
+        ResNet(1, 1, bn_groups=bn_groups)
+
+
+def test_grouped_bn_counts_batches_and_momentum_reaches_the_groups():
+    bn = batch_norm(4, momentum=0.3, groups=2)
+    assert isinstance(bn, GroupBatchNorm2d) and bn.momentum == 0.3 and bn.eps == 1e-5
+    bn(torch.randn(8, 4, 2, 2))
+    assert bn.num_batches_tracked.item() == 1
