@@ -303,3 +303,14 @@ def test_markdown_rows_show_rule_spread_and_verdict(tmp_path):
     )
     assert "| t.yaml | r | valid_acc_final | mean (2) | 90.00 ± 0.40 | 90.00 | ±1 | pass |" in text
     assert text.endswith("\n\nVerdict: all cells pass\n")
+
+
+def test_unreadable_table_and_metrics_are_named(tmp_path):
+    (tmp_path / "t.yaml").write_text("cells: [\n")
+    with pytest.raises(GoldenError, match=r"t.yaml: cannot read golden table: "):
+        load_table(tmp_path / "t.yaml")
+    (tmp_path / "m" / "r").mkdir(parents=True)
+    (tmp_path / "m" / "r" / "metrics.json").write_text("{not json")
+    table = write_table(tmp_path / "ok.yaml", [cell("r", 0.9)])
+    with pytest.raises(GoldenError, match=r"metrics.json: cannot read metrics: "):
+        compare([table], tmp_path / "m")

@@ -169,3 +169,11 @@ def test_config_file_lists_fields_in_the_dataclass_order(tmp_path):
     make_config("seed").save(tmp_path / "c.yaml")
     keys = [line.split(":")[0] for line in (tmp_path / "c.yaml").read_text().splitlines()]
     assert keys[:4] == ["version", "resnet_size", "num_classes", "first_num_filters"]
+
+
+def test_unreadable_files_and_non_lists_are_named(tmp_path):
+    (tmp_path / "bad.yaml").write_text("lr: [0.1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: cannot read config: "):
+        TrainConfig.load(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match=r"^milestones must be a list, got str '3'$"):
+        make_config("paper", milestones="3")

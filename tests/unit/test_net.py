@@ -319,3 +319,14 @@ def test_grouped_bn_counts_batches_and_momentum_reaches_the_groups():
     assert isinstance(bn, GroupBatchNorm2d) and bn.momentum == 0.3 and bn.eps == 1e-5
     bn(torch.randn(8, 4, 2, 2))
     assert bn.num_batches_tracked.item() == 1
+
+
+def test_shortcut_errors_name_the_rule():
+    with pytest.raises(ValueError, match=r"^StandardBlock: shortcut must be A or B, got 'C'$"):
+        StandardBlock(16, 32, stride=2, shortcut="C")
+    with pytest.raises(ValueError, match=r"^BottleneckBlock: shortcut must be B: a pre-activation"):
+        BottleneckBlock(64, 128, stride=2, shortcut="A")
+    with pytest.raises(ValueError, match=r"^ResNet: shortcut must be A or B for v1 and B for v2"):
+        ResNet(2, 1, shortcut="A")
+    with pytest.raises(ValueError, match=r"^PaddedIdentity: cannot shrink 32 channels to 16$"):
+        PaddedIdentity(32, 16, 1)
