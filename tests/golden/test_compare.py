@@ -314,3 +314,20 @@ def test_unreadable_table_and_metrics_are_named(tmp_path):
     table = write_table(tmp_path / "ok.yaml", [cell("r", 0.9)])
     with pytest.raises(GoldenError, match=r"metrics.json: cannot read metrics: "):
         compare([table], tmp_path / "m")
+
+
+def test_notes_two_sided_above_and_the_markdown_frame(tmp_path):
+    rows = [{**cell("high", 0.90), "note": "why"}, cell("low", 0.90)]
+    write_metrics(tmp_path / "m", "high", valid_acc_final=0.92, valid_acc_final_std=0.05)
+    write_metrics(tmp_path / "m", "low", valid_acc_final=0.85)
+    table = write_table(tmp_path / "t.yaml", rows)
+    assert load_table(table)[1][0].note == "why"
+    result = compare([table], tmp_path / "m")
+    assert [r["verdict"] for r in result["rows"]] == ["fail", "fail"]  # 2 above, 5 below
+    lines = markdown(result).splitlines()
+    assert lines[0] == (
+        "| table | run | metric | statistic (seeds) | measured % | golden % | tolerance | verdict |"
+    )
+    assert lines[1] == "|---|---|---|---|---|---|---|---|"
+    assert "| 92.00 ± 5.00 |" in lines[2]
+    assert lines[-1] == "Verdict: FAILED: high:valid_acc_final, low:valid_acc_final"

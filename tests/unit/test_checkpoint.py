@@ -124,3 +124,17 @@ def test_a_failed_first_write_says_nothing_was_written(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint_module.torch, "save", full)
     with pytest.raises(CheckpointError, match=r"cannot be written \(RuntimeError\); no new.ckpt"):
         save_checkpoint(tmp_path / "new.ckpt", {"model": {}, "config": {}})
+
+
+def test_reasons_quote_torch_first_line_only(tmp_path):
+    from fractions import Fraction
+
+    torch.save({"model": Fraction(1, 3), "config": {}}, tmp_path / "f.ckpt")
+    with pytest.raises(CheckpointError, match=r"plain values: .*fractions\.Fraction") as info:
+        load_checkpoint(tmp_path / "f.ckpt")
+    assert "Check the documentation" not in str(info.value)
+    save_checkpoint(tmp_path / "t.ckpt", {"model": {"w": torch.ones(100)}, "config": {}})
+    (tmp_path / "t.ckpt").write_bytes((tmp_path / "t.ckpt").read_bytes()[:200])  # truncated
+    with pytest.raises(CheckpointError, match=r"t.ckpt: not a readable checkpoint \(\w") as info:
+        load_checkpoint(tmp_path / "t.ckpt")
+    assert len(str(info.value).splitlines()) == 1 and "weights_only" not in str(info.value)

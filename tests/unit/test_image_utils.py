@@ -219,3 +219,9 @@ def test_constant_float_channel_is_zero_despite_rounding():
     images[0, 0, 0, 0] = 0.9  # channel 0 varies, channels 1 and 2 are constant 0.1
     out = standardize(images)
     assert out[0, 1:].abs().max() == 0 and out[0, 0].abs().max() > 1
+
+
+@pytest.mark.parametrize("offset", [(9, 0), (0, 9), (-1, 0), (0, -1)])
+def test_crop_offsets_outside_0_to_8_are_refused(offset):
+    with pytest.raises(ValueError, match=r"crop offset must lie in 0\.\.8"):
+        crop_flip_image(np.zeros((32, 32, 3), np.uint8), offset, False)

@@ -330,3 +330,24 @@ def test_shortcut_errors_name_the_rule():
         ResNet(2, 1, shortcut="A")
     with pytest.raises(ValueError, match=r"^PaddedIdentity: cannot shrink 32 channels to 16$"):
         PaddedIdentity(32, 16, 1)
+
+
+def test_options_reach_every_block_of_deeper_stacks():
+    for version in (1, 2):
+        net = ResNet(version, 2, bn_momentum=0.3, bn_groups=2)
+        bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+        assert all(isinstance(m, GroupBatchNorm2d) and m.momentum == 0.3 for m in bns)
+    option_a = ResNet(1, 2, shortcut="A")
+    assert sum(isinstance(m, PaddedIdentity) for m in option_a.modules()) == 2
+    assert option_a(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    block = StandardBlock(16, 32, stride=2, shortcut="A")
+    assert block(torch.randn(2, 16, 8, 8)).shape == (2, 32, 4, 4)
+
+
+def test_defaults_and_boundaries_of_the_constructors():
+    assert type(OutputLayer(16, 10, pre_activation=True).bn_relu.bn) is nn.BatchNorm2d
+    assert BottleneckBlock(64, 64).bn_relu1.bn.momentum == 0.1
+    ResNet(1, 1, bn_momentum=0.0)
+    ResNet(1, 1, bn_momentum=1.0)
+    seeded = ResNet(1, 1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ResNet(1, 1).start_layer.weight, seeded.start_layer.weight)
