@@ -188,7 +188,10 @@ def test_pixel_mean_normalization_centres_each_pixel_of_the_training_set():
     np.testing.assert_allclose(
         out[0].numpy(), rows[0].reshape(3, 32, 32) / 255 - expected, atol=1e-6
     )
-    assert normalize.to(torch.device("cpu")).pixel_mean is not None
+    moved = normalize.to(torch.device("cpu"))
+    assert moved.kind == "pixel_mean" and moved.pixel_mean is not None
+    assert Normalization.from_state(normalize.state()).kind == "pixel_mean"
+    assert Normalization().state() == {"kind": "per_image", "pixel_mean": None}
     assert Normalization.fit("per_image", rows).pixel_mean is None
     with pytest.raises(ValueError, match="normalization must be one of"):
         Normalization.fit("zca", rows)

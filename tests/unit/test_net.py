@@ -351,3 +351,9 @@ def test_defaults_and_boundaries_of_the_constructors():
     ResNet(1, 1, bn_momentum=1.0)
     seeded = ResNet(1, 1, generator=torch.Generator().manual_seed(0))
     assert torch.equal(ResNet(1, 1).start_layer.weight, seeded.start_layer.weight)
+
+
+def test_bn_helpers_default_to_plain_batch_norm():
+    assert type(batch_norm(4, momentum=0.1)) is nn.BatchNorm2d
+    assert type(BatchNormReLU(4).bn) is nn.BatchNorm2d
+    assert GroupBatchNorm2d(4, groups=2).momentum == 0.1
