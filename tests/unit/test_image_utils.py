@@ -192,6 +192,7 @@ def test_pixel_mean_normalization_centres_each_pixel_of_the_training_set():
     assert moved.kind == "pixel_mean" and moved.pixel_mean is not None
     assert Normalization.from_state(normalize.state()).kind == "pixel_mean"
     assert Normalization().state() == {"kind": "per_image", "pixel_mean": None}
+    assert Normalization().to(torch.device("cpu")).kind == "per_image"
     assert Normalization.fit("per_image", rows).pixel_mean is None
     with pytest.raises(ValueError, match="normalization must be one of"):
         Normalization.fit("zca", rows)
