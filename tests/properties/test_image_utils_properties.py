@@ -62,12 +62,17 @@ def test_crop_is_window_of_zero_padded_image(image, offset):
 
 
 @given(uint8_images, seeds)
-def test_training_crop_lies_at_an_offset_in_range(image, seed):
-    rng = np.random.default_rng(seed)
-    row, col = rng.integers(0, 9, size=2)
-    flip = rng.random() < 0.5
-    expected = preprocess_image(crop_flip_image(image, (row, col), flip), False, rng)
-    assert np.array_equal(preprocess_image(image, True, np.random.default_rng(seed)), expected)
+def test_training_output_is_one_of_the_162_crops_and_flips(image, seed):
+    """Whatever the draw order, a training image is the standardized window of the padded
+    image at some offset in 0..8 x 0..8, mirrored or not."""
+    out = preprocess_image(image, True, np.random.default_rng(seed))
+    candidates = [
+        preprocess_image(crop_flip_image(image, (row, col), flip), False, None)
+        for row in range(9)
+        for col in range(9)
+        for flip in (False, True)
+    ]
+    assert any(np.array_equal(out, c) for c in candidates)
 
 
 @given(uint8_images)
@@ -126,12 +131,15 @@ def test_batched_draws_follow_the_seed(seed_a, seed_b):
 @given(seeds, seeds)
 def test_numpy_draws_follow_the_seed(seed_a, seed_b):
     image = np.arange(3072).reshape(32, 32, 3).astype(np.uint8)
-    draws_a = [preprocess_image(image, True, np.random.default_rng(seed_a)) for _ in range(1)]
-    rng_a, rng_b = np.random.default_rng(seed_a), np.random.default_rng(seed_b)
-    seq_a = np.stack([preprocess_image(image, True, rng_a) for _ in range(40)])
-    seq_b = np.stack([preprocess_image(image, True, rng_b) for _ in range(40)])
-    assert np.array_equal(seq_a[0], draws_a[0])
-    assert np.array_equal(seq_a, seq_b) == (seed_a == seed_b)
+
+    def sequence(seed):
+        rng = np.random.default_rng(seed)
+        return np.stack([preprocess_image(image, True, rng) for _ in range(40)])
+
+    assert np.array_equal(sequence(seed_a), sequence(seed_a))
+    # 40 images with 162 equally likely choices each: distinct seeds agree with
+    # probability ~1e-88.
+    assert np.array_equal(sequence(seed_a), sequence(seed_b)) == (seed_a == seed_b)
 
 
 @given(st.lists(images, min_size=1, max_size=3))

@@ -140,3 +140,27 @@ def test_predict_top_must_be_positive(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["predict", "--checkpoint", "c.ckpt", "--top", "0", "x.png"])
     assert exit_.value.code == 2 and "must be >= 1" in capsys.readouterr().err
+
+
+def test_ctrl_c_gives_the_resume_line_and_status_130(monkeypatch, capsys, tmp_path):
+    from resnet_repro import train as train_module
+
+    def interrupted(*args, **kwargs):
+        raise train_module.TrainingInterrupted("interrupted; run/last.ckpt holds epoch 3: rerun")
+
+    monkeypatch.setattr(train_module, "train", interrupted)
+    assert main(["train", "--out", str(tmp_path / "run")]) == 130
+    assert "holds epoch 3: rerun" in capsys.readouterr().err
+
+
+def test_an_image_too_large_to_decode_safely_is_one_line(
+    trained_run, tmp_path, capsys, monkeypatch
+):
+    from PIL import Image
+
+    Image.new("RGB", (40, 24)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 960 pixels > 2 x 100: a "bomb"
+    ckpt = str(trained_run / "model-1.ckpt")
+    assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "big.png")]) == 1
+    err = capsys.readouterr().err
+    assert "big.png: cannot read as an image" in err and len(err.strip().splitlines()) == 1

@@ -141,3 +141,31 @@ def test_cli_train_from_grid(fake_archive, tmp_path, capsys):
     assert metrics["test_acc_final_std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2**0.5)
     assert main(["train", "--grid", str(path), "--out", str(tmp_path / "s")]) == 1
     assert "--grid and --run go together" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "runs:\n  r: [1, 2]\n",
+            r"runs.r must be a mapping of settings \(key: value lines\), got list",
+        ),
+        ("train_defaults: 5\nruns:\n  r: {}\n", r"train_defaults must be a mapping .*got int 5"),
+    ],
+)
+def test_grid_entries_of_the_wrong_yaml_type_are_named(tmp_path, text, message):
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        run_config(tmp_path / "params.yaml", "r")
+
+
+@pytest.mark.parametrize("checkpoints", ["", "eval_checkpoints: 'a:b', "])
+def test_grid_run_with_unusable_eval_checkpoints_fails_before_training(tmp_path, checkpoints):
+    from resnet_repro.pipeline import train_grid_run
+
+    (tmp_path / "params.yaml").write_text(
+        f"runs:\n  r: {{{checkpoints}recipe: paper, version: 1, resnet_size: 1}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"run r: eval_checkpoints: checkpoints"):
+        train_grid_run(tmp_path / "params.yaml", "r", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
