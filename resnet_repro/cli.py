@@ -175,7 +175,7 @@ def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
     if not_empty(args.workdir):
         return fail("cpu-pipeline", ValueError(f"{args.workdir} is not empty"))
     try:
-        seconds = run_cpu_pipeline(args.repo.resolve(), args.workdir)
+        seconds = run_cpu_pipeline(args.repo.resolve(), args.workdir, seeds=args.seeds)
     except subprocess.CalledProcessError as e:
         return fail("cpu-pipeline", RuntimeError(f"{e.cmd} failed with exit status {e.returncode}"))
     print(f"CPU-scale pipeline: dvc repro took {seconds:.1f} s; results in {args.workdir}/results")
@@ -437,6 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cpu.add_argument("--workdir", type=Path, required=True, help="an empty or new folder")
     cpu.add_argument("--repo", type=Path, default=Path("."), help="the repository (.)")
+    cpu.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="train every run with these seeds (default: params-cpu.yaml's [0]); compare the "
+        "result with tests/golden/tables/cpu-seeds.yaml",
+    )
     cpu.set_defaults(handler=run_cpu_pipeline_command)
 
     golden = commands.add_parser(

@@ -1,6 +1,7 @@
 """Pipeline steps: a run's config from params.yaml, a run's metrics, checkpoint lists."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -169,3 +170,15 @@ def test_grid_run_with_unusable_eval_checkpoints_fails_before_training(tmp_path,
     with pytest.raises(ConfigError, match=r"run r: eval_checkpoints: checkpoints"):
         train_grid_run(tmp_path / "params.yaml", "r", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_several_seeds_are_compared_with_the_several_seed_table(tmp_path):
+    from resnet_repro.pipeline import CPU_PARAMS, CPU_SEEDS_TABLE, load_params, prepare_cpu_workdir
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / CPU_PARAMS).write_text((repo / CPU_PARAMS).read_text())
+    prepare_cpu_workdir(tmp_path, seeds=[0, 1, 2, 3, 4])
+    params = load_params(tmp_path / "params.yaml")
+    assert params["seeds"] == [0, 1, 2, 3, 4] and params["compare"]["golden"] == CPU_SEEDS_TABLE
+    assert (repo / CPU_SEEDS_TABLE).is_file()
