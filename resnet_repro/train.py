@@ -160,7 +160,7 @@ class Trainer:
         )
         self.epoch = 0
         self.global_step = 0
-        self.saved_epoch: int | None = None  # the epoch last.ckpt holds
+        self.saved_epoch: int | None = None  # the newest epoch a checkpoint holds
         s = self.splits
         self.x_train, self.y_train = to_device(s.x_train, s.y_train, self.device)
         self.x_valid, self.y_valid = to_device(s.x_valid, s.y_valid, self.device)
@@ -260,8 +260,8 @@ class Trainer:
                 return self._fit(resume=resume, allow_changes=allow_changes)
             except KeyboardInterrupt:
                 raise TrainingInterrupted(
-                    f"interrupted; {self.out_dir / 'last.ckpt'} holds epoch {self.saved_epoch}: "
-                    f"rerun with --resume --out {self.out_dir} to continue"
+                    f"interrupted; {self.out_dir} holds a checkpoint of epoch {self.saved_epoch}:"
+                    f" rerun with --resume --out {self.out_dir} to continue"
                     if self.saved_epoch is not None
                     else "interrupted before the first epoch ended; nothing was saved"
                 ) from None
@@ -272,12 +272,13 @@ class Trainer:
         history_path = out / HISTORY
         changes: list[str] = []
         if resume:
-            if not last.exists():
+            source = newest_checkpoint(out)
+            if source is None:
                 raise ConfigError(
                     f"--resume: {last} does not exist; check the --out folder, or leave out "
                     "--resume to start a new run there"
                 )
-            changes = self.restore(last, allow_changes=allow_changes)
+            changes = self.restore(source, allow_changes=allow_changes)
             history = [h for h in read_history(history_path) if h["epoch"] <= self.epoch]
             self._say(f"Resuming {out} from epoch {self.epoch} (step {self.global_step}).")
         elif last.exists() or any(out.glob("model-*.ckpt")):
@@ -327,6 +328,7 @@ class Trainer:
             state = self.state()
             if epoch % self.config.checkpoint_every == 0 or finished:
                 save_checkpoint(out / f"model-{epoch}.ckpt", state)
+                self.saved_epoch = epoch  # a resume continues from it (newest_checkpoint)
                 self._say("Checkpoint has been created.")
             save_checkpoint(last, state)
             self.saved_epoch = epoch
@@ -436,6 +438,22 @@ class Trainer:
     def _say(self, line: str) -> None:
         if self.echo:
             print(line, flush=True)
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint a resume continues from: last.ckpt, unless a kill between an epoch's
+    model-N.ckpt and its last.ckpt left model-N.ckpt newer (each is complete: both are written
+    atomically, model-N.ckpt first). None when the folder holds neither."""
+    last = folder / "last.ckpt"
+    numbered = {
+        int(p.stem.removeprefix("model-")): p
+        for p in folder.glob("model-*.ckpt")
+        if p.stem.removeprefix("model-").isdigit()
+    }
+    last_epoch = int(load_checkpoint(last)["epoch"]) if last.exists() else -1
+    if numbered and max(numbered) > last_epoch:
+        return numbered[max(numbered)]
+    return last if last.exists() else None
 
 
 def train(

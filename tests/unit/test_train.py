@@ -193,7 +193,9 @@ def test_kill_between_epoch_checkpoint_and_last_loses_no_checkpoint(
         real_save(path, state)
 
     monkeypatch.setattr(train_module, "save_checkpoint", killed_before_last)
-    with pytest.raises(TrainingInterrupted, match=r"last.ckpt holds epoch 1: rerun with --resume"):
+    with pytest.raises(
+        TrainingInterrupted, match=r"holds a checkpoint of epoch 2: rerun with --res"
+    ):
         train(config, tmp_path / "part", echo=False)
     assert load_checkpoint(tmp_path / "part/last.ckpt")["epoch"] == 1
     assert (tmp_path / "part/model-2.ckpt").is_file()
@@ -201,6 +203,30 @@ def test_kill_between_epoch_checkpoint_and_last_loses_no_checkpoint(
     train(config, tmp_path / "part", resume=True, echo=False)
     for name in ("model-1.ckpt", "model-2.ckpt", "model-3.ckpt", "last.ckpt"):
         assert weights_digest(tmp_path / "part" / name) == weights_digest(tmp_path / "whole" / name)
+
+
+def test_kill_before_the_first_last_ckpt_resumes_from_model_1(fake_archive, tmp_path, monkeypatch):
+    """A kill after model-1.ckpt and before the first last.ckpt: --resume continues from
+    model-1.ckpt instead of refusing a folder it also refuses to overwrite."""
+    config = tiny_config(fake_archive, epochs=3, checkpoint_every=1)
+    train(config, tmp_path / "whole", echo=False)
+    real_save = train_module.save_checkpoint
+
+    def killed_before_last(path, state):
+        if path.name == "last.ckpt":
+            raise KeyboardInterrupt("killed between model-1.ckpt and last.ckpt")
+        real_save(path, state)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", killed_before_last)
+    with pytest.raises(TrainingInterrupted, match="holds a checkpoint of epoch 1: rerun with"):
+        train(config, tmp_path / "part", echo=False)
+    assert (tmp_path / "part/model-1.ckpt").is_file()
+    assert not (tmp_path / "part/last.ckpt").exists()
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    train(config, tmp_path / "part", resume=True, echo=False)
+    assert weights_digest(tmp_path / "part/last.ckpt") == weights_digest(
+        tmp_path / "whole/last.ckpt"
+    )
 
 
 def test_resume_on_another_device_type_is_refused(fake_archive, tmp_path):
