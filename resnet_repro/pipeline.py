@@ -29,7 +29,7 @@ from resnet_repro.data import load_splits
 from resnet_repro.evaluate import accuracy, checkpoint_paths, load_eval_data, parse_checkpoints
 from resnet_repro.run_folder import read_history
 from resnet_repro.runtime import resolve_device
-from resnet_repro.train import train
+from resnet_repro.train import newest_checkpoint, train
 
 # Keys of a run entry that are the pipeline's, not TrainConfig fields.
 PIPELINE_KEYS = ("eval_checkpoints", "seeds")
@@ -148,13 +148,16 @@ def continues_interrupted_run(folder: Path, config: TrainConfig, data_md5: str) 
     holding anything else is removed (with a line saying why)."""
     if not folder.exists():
         return False
-    last = folder / "last.ckpt"
-    why = "it holds no last.ckpt"
-    if last.is_file():
+    why = "it holds no checkpoint"
+    try:
+        last = newest_checkpoint(folder)
+    except CheckpointError as e:
+        last, why = None, f"its last.ckpt is unreadable ({e})"
+    if last is not None:
         try:
             state = load_checkpoint(last)
         except CheckpointError as e:
-            why = f"its last.ckpt is unreadable ({e})"
+            why = f"its {last.name} is unreadable ({e})"
         else:
             changed = [
                 name
