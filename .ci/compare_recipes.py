@@ -76,7 +76,8 @@ def markdown(summary: dict) -> str:
     lines = [
         "# fast vs paper recipe",
         "",
-        f"{env['device']}, torch {env['torch']}, CUDA {env['cuda']}, {env['date']}, data "
+        f"{env['device']}, torch {env['torch']}, CUDA {env['cuda']}, commit {env['commit']}, "
+        f"{env['date']}, data "
         f"{env['archive']}"
         + (f", SMOKE RUN: {env['epochs']} epochs" if env["epochs"] else "")
         + (f", options {env['train_args']}" if env["train_args"] else ""),
@@ -109,7 +110,7 @@ def main() -> int:
         help="more options for every run, e.g. '--valid-fraction 0.2 --no-compile' (smoke run)",
     )
     args = parser.parse_args()
-    import torch
+    from gpu_check import environment  # this script's folder: device, versions, commit
 
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -127,13 +128,9 @@ def main() -> int:
                     spent[(recipe, size)] = results[key].get("seconds", 0)
                 results[key] |= {"recipe": recipe, "size": size, "seed": seed}
                 print(key, results[key]["status"], flush=True)
-    cuda = torch.cuda.is_available()
     summary = {
         "environment": {
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "device": torch.cuda.get_device_name() if cuda else "CPU",
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda,
+            **environment(),
             "archive": args.archive.name,
             "epochs": args.epochs,
             "train_args": args.train_args,
