@@ -16,6 +16,7 @@ import shutil
 import statistics
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -114,29 +115,23 @@ def train_runs_concurrently(
         raise ConfigError(f"{repo / 'params.yaml'}: no run {', '.join(unknown)}")
     logs = repo / "logs"
     logs.mkdir(exist_ok=True)
-    waiting, running, status = list(runs), {}, {}
-    started = 0
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            run = waiting.pop(0)
-            env = dict(os.environ)
-            if devices:
-                env["CUDA_VISIBLE_DEVICES"] = devices[started % len(devices)]
-            started += 1
-            log = open(logs / f"train-{run}.log", "w")  # closed when the process ends
+
+    def train_one(index: int, run: str) -> int:
+        env = dict(os.environ)
+        if devices:
+            env["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
+        print(f"{run}: training (log: logs/train-{run}.log)", flush=True)
+        with open(logs / f"train-{run}.log", "w") as log:
             command = train_stage_command(repo, run)
-            proc = subprocess.Popen(
+            finished = subprocess.run(
                 command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT
             )
-            running[run] = (proc, log)
-            print(f"{run}: training (log: logs/train-{run}.log)", flush=True)
-        for run, (proc, log) in list(running.items()):
-            if proc.poll() is not None:
-                log.close()
-                del running[run]
-                status[run] = proc.returncode
-                print(f"{run}: {'done' if proc.returncode == 0 else 'FAILED'}", flush=True)
-        time.sleep(0.2)
+        print(f"{run}: {'done' if finished.returncode == 0 else 'FAILED'}", flush=True)
+        return finished.returncode
+
+    # Threads only wait on the training processes, which do the work.
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        status = dict(zip(runs, pool.map(train_one, range(len(runs)), runs), strict=True))
     done = [f"train@{r}" for r in runs if status[r] == 0]
     if done:
         subprocess.run(["dvc", "commit", "--force", *done], cwd=repo, check=True)
