@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=30, help="epochs of the training run (30)")
     parser.add_argument("--deadline", type=float, default=480.0, help="seconds in all (480)")
     parser.add_argument("--train-seconds", type=float, default=150.0, help="kept for training")
+    parser.add_argument(
+        "--cuda-graph", action="store_true", help="train with the whole step as a CUDA graph"
+    )
     args = parser.parse_args(argv)
     start = time.monotonic()
     out = args.out.resolve()
@@ -168,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             *("--device", args.device),
             *("--data", str(args.archive.resolve()), "--out", str(run)),
             *("--checkpoint-every", "10", "--valid-fraction", "0.1"),
+            *(["--cuda-graph"] if args.cuda_graph else []),
         ]
         steps["training, paper v1 n=3"] = run_step("train", train, left(5), out)
         steps["training, paper v1 n=3"]["figures"] = training_figures(run)

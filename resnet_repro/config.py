@@ -243,6 +243,11 @@ class TrainConfig:
         "costs on a GPU (its speed there is unmeasured so far)",
         choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     )
+    cuda_graph: bool = _setting(
+        False,
+        "capture each full-size training step (forward, backward, fused optimizer) as one CUDA "
+        "graph and replay it, removing per-kernel launch costs (CUDA only; one process)",
+    )
     deterministic: bool = _setting(False, "deterministic kernels (bitwise repeatable on a GPU)")
     sync_bn: bool = _setting(False, "SyncBatchNorm across torchrun ranks (CUDA only)")
     # data and outputs
@@ -288,6 +293,11 @@ class TrainConfig:
             raise ConfigError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.cuda_graph and self.compile and self.compile_mode == "reduce-overhead":
+            raise ConfigError(
+                "cuda_graph and compile_mode reduce-overhead both capture CUDA graphs; keep one "
+                "(cuda_graph also captures the optimizer)"
+            )
         if self.batch_size % self.bn_groups:
             raise ConfigError(
                 f"bn_groups {self.bn_groups} must divide batch_size {self.batch_size}"

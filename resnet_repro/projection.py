@@ -23,6 +23,7 @@ from resnet_repro.config import TrainConfig
 from resnet_repro.data import Splits
 from resnet_repro.pipeline import load_params, run_config, run_seeds
 from resnet_repro.schedule import steps_per_epoch, total_steps
+from resnet_repro.step_graph import WARMUP_STEPS
 from resnet_repro.train import Trainer
 
 # Settings that change the time of a step; runs equal on these share one measurement.
@@ -36,6 +37,8 @@ SPEED_FIELDS = (
     "precision",
     "channels_last",
     "compile",
+    "compile_mode",
+    "cuda_graph",
     "eval_batch_size",
 )
 
@@ -87,13 +90,18 @@ def synthetic_splits(config: TrainConfig) -> Splits:
 
 
 def measure(config: TrainConfig, *, steps: int, warmup: int) -> Timing:
-    """Seconds per training step and per evaluated image of ``config`` on its device."""
+    """Seconds per training step and per evaluated image of ``config`` on its device, after
+    ``warmup`` untimed steps (with ``cuda_graph``, at least the eager steps and the capture)."""
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
             config, Path(tmp), splits=synthetic_splits(config), echo=False, progress=False
         )
         sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
-        trainer.train_epoch(1, warmup)
+        if config.cuda_graph:
+            warmup = max(warmup, WARMUP_STEPS + 1)
+        # Epochs of 2 steps: the synthetic training set holds two batches.
+        for _ in range(-(-warmup // 2)):
+            trainer.train_epoch(1, 2)
         sync()
         start = time.perf_counter()
         for _ in range(steps // 2):

@@ -46,10 +46,13 @@ def to_device(x: np.ndarray, y: np.ndarray, device: torch.device) -> tuple[Tenso
     )
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for ``precision == "bf16"``, nothing for fp32."""
+def autocast(
+    device: torch.device, precision: str, *, cache: bool = True
+) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision == "bf16"``, nothing for fp32. ``cache=False`` for code a
+    CUDA graph records: autocast's cache of cast weights must not outlive the capture."""
     if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 

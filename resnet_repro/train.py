@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from resnet_repro import __version__
@@ -64,6 +64,7 @@ from resnet_repro.runtime import (
     to_device,
 )
 from resnet_repro.schedule import lr_factor, steps_per_epoch, total_steps
+from resnet_repro.step_graph import StepGraph
 
 ESTIMATE_AFTER = 10  # steps timed before the expected duration of a CPU run is printed
 # Config fields a resume may change without changing the experiment: where and how fast it
@@ -124,7 +125,23 @@ class Trainer:
         self.config = config.validate()
         self.out_dir = Path(out_dir)
         self.dist = dist if dist is not None else Distributed.from_env()
+        if config.cuda_graph and self.dist.world_size > 1:
+            raise ConfigError(
+                f"cuda_graph runs in one process, not in {self.dist.world_size} torchrun ranks: "
+                "leave out --cuda-graph, or run one process per GPU"
+            )
         self.device = self.dist.device(resolve_device(config.device))
+        # Made first: it refuses a device without CUDA graphs before any data is loaded.
+        self.step_graph = (
+            StepGraph(
+                self._step,
+                batch_size=config.batch_size,
+                device=self.device,
+                channels_last=config.channels_last,
+            )
+            if config.cuda_graph
+            else None
+        )
         self.progress = progress
         self.echo = echo and self.dist.is_main
         self.splits = splits if splits is not None else load_splits(config)
@@ -151,6 +168,8 @@ class Trainer:
             stream_seed(config.seed, "augment")
         )
         self.optimizer = self._make_optimizer()
+        if config.cuda_graph:
+            self._hold_lr_in_tensors()
         # The code this process imported: hashed once, recorded in every checkpoint.
         self.code_digest = code_digest()
         self.n_train = len(self.splits.y_train)
@@ -183,14 +202,37 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
         if c.optimizer == "adam":
-            return torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+            return torch.optim.Adam(
+                self.model.parameters(),
+                lr=c.lr,
+                weight_decay=c.weight_decay,
+                **self._optimizer_flags(),
+            )
         return torch.optim.SGD(
             self.model.parameters(),
             lr=c.lr,
             momentum=c.momentum,
             weight_decay=c.weight_decay,
             nesterov=c.nesterov,
+            **self._optimizer_flags(),
         )
+
+    def _optimizer_flags(self) -> dict[str, bool | None]:
+        """A captured step needs an optimizer whose whole update runs on the device: the fused
+        kernels (and, for Adam, its step counter on the device). Otherwise torch's defaults."""
+        graph = self.config.cuda_graph
+        flags: dict[str, bool | None] = {"fused": True if graph else None}
+        if self.config.optimizer == "adam":
+            flags["capturable"] = graph
+        return flags
+
+    def _hold_lr_in_tensors(self) -> None:
+        """A CUDA graph replays the learning rate it recorded, so with cuda_graph each group's
+        lr is a device tensor that the scheduler fills in place every step. The scheduler's
+        base lr stays a float, so computing a step's lr never waits on the device."""
+        for group in self.optimizer.param_groups:
+            group.setdefault("initial_lr", float(group["lr"]))
+            group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -231,7 +273,14 @@ class Trainer:
             )
         try:
             self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            optimizer = state["optimizer"]
+            # This run's optimizer flags and a float lr, whichever run wrote the checkpoint
+            # (torch takes both from the saved groups).
+            for group in optimizer["param_groups"]:
+                group.update(self._optimizer_flags(), lr=float(group["lr"]))
+            self.optimizer.load_state_dict(optimizer)
+            if self.config.cuda_graph:
+                self._hold_lr_in_tensors()
             self.scheduler.load_state_dict(state["scheduler"])
             self.order_gen.set_state(state["rng"]["order"])
             # Every generator, a CUDA one included, takes its state as a CPU ByteTensor.
@@ -314,7 +363,7 @@ class Trainer:
                 "train_acc": train_acc,
                 "valid_loss": valid_loss,
                 "valid_acc": valid_acc,
-                "lr": self.optimizer.param_groups[0]["lr"],
+                "lr": float(self.optimizer.param_groups[0]["lr"]),
                 "seconds": seconds,
                 "images_per_s": images / seconds,
             }
@@ -377,24 +426,16 @@ class Trainer:
             y = self.y_train[idx]
             if self.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device, self.config.precision):
-                logits = self.train_net(x)
-            loss = self.loss_fn(logits.float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            if world > 1:
-                # DDP averages gradients over ranks; weighting each rank's mean by its share
-                # of the global batch makes that the global batch's mean gradient.
-                (loss * (len(idx) * world / len(batch))).backward()
+            if self.step_graph is not None:
+                loss, logits = self.step_graph(x, y)
             else:
-                loss.backward()
-            self.optimizer.step()
+                loss, logits = self._step(x, y, len(idx) * world / len(batch))
             self.scheduler.step()
             self.global_step += 1
-            loss = loss.detach()
             step += 1
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step, bad_step)
             loss_sum += loss * len(idx)
-            correct += (logits.detach().argmax(1) == y).sum()
+            correct += (logits.argmax(1) == y).sum()
             seen += len(idx)
             bar.update()
         bar.close()
@@ -412,6 +453,22 @@ class Trainer:
                 "checkpoint was written; lower --lr or check the data"
             )
         return float(loss_sum) / float(total), float(correct) / float(total), int(total)
+
+    def _step(self, x: Tensor, y: Tensor, loss_weight: float = 1.0) -> tuple[Tensor, Tensor]:
+        """One optimizer step on the normalized batch ``x``; returns the loss and the logits,
+        detached. What a CUDA graph records, when ``cuda_graph`` is on."""
+        with autocast(self.device, self.config.precision, cache=not self.config.cuda_graph):
+            logits = self.train_net(x)
+        loss = self.loss_fn(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.dist.world_size > 1:
+            # DDP averages gradients over ranks; weighting each rank's mean by its share of
+            # the global batch (loss_weight) makes that the global batch's mean gradient.
+            (loss * loss_weight).backward()
+        else:
+            loss.backward()
+        self.optimizer.step()
+        return loss.detach(), logits.detach()
 
     def _estimate_duration(self, seconds: float) -> None:
         """On a CPU, say early how long the whole run will take: a full-size grid there is

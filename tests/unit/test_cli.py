@@ -111,6 +111,10 @@ BAD_INPUTS = [
     ),
     ("train --out {tmp}/r --data {archive}", "split_index 50000 is beyond the 200 training"),
     (
+        "train --out {tmp}/r --data {archive} --device cpu --cuda-graph",
+        "cuda_graph needs a CUDA device, but this run's device is cpu",
+    ),
+    (
         "train --grid params.yaml --run paper-v1-n3 --out {tmp}/g --lr 0.5",
         "--grid takes every setting from params.yaml; --lr cannot be given with it",
     ),

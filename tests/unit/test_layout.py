@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "resnet_repro"
 LAYERS = [
     {"atomic", "cifar", "net", "image_utils", "golden"},  # facts, files, the network, pixels
     {"config", "fetch", "archive_writer"},  # settings; archives in and out
-    {"data", "checkpoint", "runtime", "distributed", "run_folder", "schedule"},  # arrays, state
+    # arrays, state, the step's graph
+    {"data", "checkpoint", "runtime", "distributed", "run_folder", "schedule", "step_graph"},
     {"evaluate", "pack"},  # metrics
     {"train"},  # the engine
     {"pipeline"},  # the study's stages

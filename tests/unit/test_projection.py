@@ -1,11 +1,13 @@
 """The grid's projected duration: the arithmetic on given step times, one measurement per
 distinct network, and a real measurement on this machine."""
 
+import contextlib
+import types
 from pathlib import Path
 
 import pytest
 
-from resnet_repro import projection
+from resnet_repro import projection, step_graph
 from resnet_repro.cli import main
 from resnet_repro.config import make_config
 from resnet_repro.projection import Timing, measure, project_grid
@@ -41,6 +43,40 @@ def test_measure_times_the_real_loop_on_this_machine():
     )
     timing = measure(config, steps=2, warmup=1)
     assert 0 < timing.step_s < 30 and 0 < timing.eval_image_s < timing.step_s
+
+
+def test_with_cuda_graph_the_timed_steps_are_replays(monkeypatch):
+    """The eager warm-up steps and the capture happen before the clock starts, whatever
+    ``warmup`` asks for; the timed steps replay the graph (an eager stand-in on the CPU)."""
+    events = []
+
+    class RecordingGraphs:
+        def __init__(self, device):
+            pass
+
+        @contextlib.contextmanager
+        def warmup(self):
+            events.append("warmup")
+            yield
+
+        def capture(self, record):
+            events.append("capture")
+            return lambda: (events.append("replay"), record())
+
+    def clock():
+        events.append("clock")
+        return float(len(events))
+
+    monkeypatch.setattr(step_graph, "CudaGraphs", RecordingGraphs)
+    monkeypatch.setattr(projection, "time", types.SimpleNamespace(perf_counter=clock))
+    config = make_config(
+        "paper", version=1, resnet_size=1, batch_size=16, device="cpu", cuda_graph=True
+    )
+    measure(config, steps=2, warmup=1)
+    first_clock = events.index("clock")
+    assert events[:first_clock].count("warmup") == step_graph.WARMUP_STEPS
+    assert events[:first_clock].count("capture") == 1
+    assert events[first_clock + 1 : first_clock + 3] == ["replay", "replay"]
 
 
 def test_cli_prints_the_table_and_total(capsys):
