@@ -83,13 +83,26 @@ def deterministic_kernels(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2:]
 
 
-def compiled(module: nn.Module, mode: str = "default") -> nn.Module:
-    """``torch.compile`` with static shapes. With automatic dynamic shapes the kernels a batch
-    size gets depend on which sizes the process saw before (the epoch's last, smaller batch
-    turns the batch dimension dynamic), so a resumed process would compute with other kernels
-    than an uninterrupted one; static shapes make each size's kernels independent of history.
+class CompiledForBatch(nn.Module):
+    """``module`` run through ``torch.compile`` for batches of ``batch_size`` images and eagerly
+    for any other size (an epoch's last, smaller batch; a split's last evaluation batch), so
+    one compilation serves a whole run instead of one more per batch shape.
+
+    Compilation uses static shapes: with automatic dynamic shapes the kernels a batch size gets
+    depend on which sizes the process saw before, so a resumed process would compute with other
+    kernels than an uninterrupted one. Here each size's kernels are independent of history.
     ``mode`` is torch.compile's (``reduce-overhead``: CUDA graphs)."""
-    return torch.compile(module, dynamic=False, mode=mode)
+
+    def __init__(self, module: nn.Module, *, batch_size: int, mode: str = "default") -> None:
+        super().__init__()
+        self.module = module
+        self.batch_size = batch_size
+        self.compiled = torch.compile(module, dynamic=False, mode=mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if len(x) == self.batch_size:
+            return self.compiled(x)
+        return self.module(x)
 
 
 def build_model(config: TrainConfig, *, generator: torch.Generator | None = None) -> ResNet:

@@ -56,9 +56,9 @@ from resnet_repro.run_folder import (
     write_history,
 )
 from resnet_repro.runtime import (
+    CompiledForBatch,
     autocast,
     build_model,
-    compiled,
     deterministic_kernels,
     resolve_device,
     to_device,
@@ -156,12 +156,19 @@ class Trainer:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # Evaluation runs on rank 0 alone, so it must not go through DDP's collectives.
-        mode = config.compile_mode
-        self.eval_net = compiled(self.model, mode) if config.compile else self.model
-        self.train_net = self.eval_net
+        self.eval_net: nn.Module = self.model
+        self.train_net: nn.Module = self.model
         if self.dist.world_size > 1:
-            ddp = self.dist.wrap(self.model, self.device, sync_bn=config.sync_bn)
-            self.train_net = compiled(ddp, mode) if config.compile else ddp
+            self.train_net = self.dist.wrap(self.model, self.device, sync_bn=config.sync_bn)
+        if config.compile:
+            mode = config.compile_mode
+            shard = self.dist.shard(config.batch_size)
+            self.eval_net = CompiledForBatch(
+                self.eval_net, batch_size=config.eval_batch_size, mode=mode
+            )
+            self.train_net = CompiledForBatch(
+                self.train_net, batch_size=shard.stop - shard.start, mode=mode
+            )
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.order_gen = torch.Generator().manual_seed(stream_seed(config.seed, "order"))
         self.augment_gen = torch.Generator(device=self.device).manual_seed(

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch._dynamo.utils import counters
 
 from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import load_checkpoint, weights_digest
@@ -175,7 +176,18 @@ def test_compile_mode_reaches_torch_compile(archive, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda module, **kw: seen.append(kw) or module)
     fast = config(archive, "cpu", epochs=1, compile=True, compile_mode="reduce-overhead")
     Trainer(fast, tmp_path, echo=False)
-    assert seen == [{"dynamic": False, "mode": "reduce-overhead"}]
+    assert seen == [{"dynamic": False, "mode": "reduce-overhead"}] * 2  # evaluation, training
+
+
+def test_one_compilation_for_training_and_one_for_evaluation(archive, tmp_path, device):
+    """Time to first step: the epoch's last, smaller batch (16 of 240 images at batch 32) and
+    the split's last evaluation batch (10 of 60 at 25) run eagerly, so a run compiles twice
+    (training and evaluation mode), not once more per batch shape."""
+    torch._dynamo.reset()
+    counters.clear()
+    c = config(archive, device, epochs=2, compile=True, eval_batch_size=25)
+    train(c, tmp_path / "run", echo=False)
+    assert counters["stats"]["unique_graphs"] == 2
 
 
 @pytest.mark.slow
