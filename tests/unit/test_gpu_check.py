@@ -26,7 +26,12 @@ def test_gpu_check_writes_a_summary(fake_archive, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert {"device", "torch", "cuda", "commit", "date"} <= summary["environment"].keys()
     steps = summary["steps"]
-    assert set(steps) == {"cuda tier (pytest -m cuda)", "cuda benchmarks", "training, paper v1 n=3"}
+    assert set(steps) == {
+        "cuda tier (pytest -m cuda)",
+        "cuda benchmarks, whole-step graphs",
+        "other cuda benchmarks",
+        "training, paper v1 n=3",
+    }
     tier = steps["cuda tier (pytest -m cuda)"]
     assert tier["status"] == "ok" and tier["figures"]["failed"] == 0
     training = steps["training, paper v1 n=3"]
