@@ -94,6 +94,8 @@ def benchmark_figures(path: Path) -> dict:
                 "reference_images_per_s": round(info["reference_images_per_s"]),
                 "ratio": round(info["ratio"], 3),
             }
+            if "images_per_s_by_k" in info:  # concurrent runs: aggregate images/s per K
+                figures[bench["name"]]["images_per_s_by_k"] = info["images_per_s_by_k"]
     return figures
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from resnet_repro.archive_writer import write_fake_cifar10
+
 BASELINES = Path(__file__).parent / "baselines"
 # A ratio fails the check when it falls more than THRESHOLD below the median of the last
 # KEEP_RUNS stored runs. Five runs on the 2-core CPU machine fell at most 12% below their
@@ -84,6 +86,15 @@ def median_seconds(fn: Callable[[], object], rounds: int, device: str, warmup: i
         sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+@pytest.fixture(scope="session")
+def epoch_archive(tmp_path_factory, request):
+    """A fake archive of 50,000 training images (2,000 in a smoke run, when timing is off)."""
+    smoke = request.config.getoption("benchmark_disable")
+    per_batch = 400 if smoke else 10_000
+    path = tmp_path_factory.mktemp("epoch") / "fake.tar.gz"
+    return write_fake_cifar10(path, train_per_batch=per_batch, test_size=100, seed=0)
 
 
 @pytest.fixture

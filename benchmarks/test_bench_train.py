@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.config import make_config
 from resnet_repro.evaluate import evaluate_model
 from resnet_repro.image_utils import Normalization
@@ -136,15 +135,6 @@ def test_evaluation_throughput(compare, device):
     )
     if ratio is not None and device == "cpu":  # measured 3.5-4.3x (benchmarks/results)
         assert ratio >= 2.0, f"fast-path evaluation only {ratio:.2f}x eager"
-
-
-@pytest.fixture(scope="module")
-def epoch_archive(tmp_path_factory, request):
-    # 45k training images as in the seed's split; 2k when timing is off (smoke run).
-    smoke = request.config.getoption("benchmark_disable")
-    per_batch = 400 if smoke else 10_000
-    path = tmp_path_factory.mktemp("epoch") / "fake.tar.gz"
-    return write_fake_cifar10(path, train_per_batch=per_batch, test_size=100, seed=0)
 
 
 def test_epoch_loop_overhead(benchmark, record_ratio, device, epoch_archive, tmp_path):
