@@ -17,6 +17,7 @@ from resnet_repro.evaluate import evaluate_model
 from resnet_repro.image_utils import Normalization
 from resnet_repro.net import ResNet
 from resnet_repro.schedule import steps_per_epoch
+from resnet_repro.step_graph import WARMUP_STEPS
 from resnet_repro.train import Trainer
 
 BATCH = 128
@@ -50,12 +51,17 @@ def step_fn(version, size, device, *, fast, compile_mode=None):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_train_step_fast_vs_eager(compare, device, arch):
+def test_train_step_fast_vs_eager(benchmark, compare, device, arch):
     version, size = ARCHS[arch]
     if device == "cpu" and arch != "v1-n3":
         pytest.skip("deep nets on CPU take minutes per round; measured on CUDA")
     fast = step_fn(version, size, device, fast=True)
     eager = step_fn(version, size, device, fast=False)
+    if device == "cuda":  # time to first step: torch.compile's compilation
+        start = time.perf_counter()
+        fast()
+        torch.cuda.synchronize()
+        benchmark.extra_info["first_step_s"] = time.perf_counter() - start
     warmup = 3 if device == "cuda" else 1  # compile happens in the warm-up rounds
     ratio = compare(
         f"train_step-{arch}", fast, eager, device=device, images=BATCH, rounds=5, warmup=warmup
@@ -83,7 +89,9 @@ GRAPH_VARIANTS = {"fp32": {}, "bf16-cl": {"precision": "bf16", "channels_last": 
 
 @pytest.mark.parametrize("variant", GRAPH_VARIANTS)
 @pytest.mark.parametrize("arch", ARCHS)
-def test_train_epoch_cuda_graph_vs_eager(compare, device, arch, variant, epoch_archive, tmp_path):
+def test_train_epoch_cuda_graph_vs_eager(
+    benchmark, compare, device, arch, variant, epoch_archive, tmp_path
+):
     """The engine's own loop (gather, augment, normalize, step, metrics) at the papers' batch of
     128 with the whole step captured as a CUDA graph (``cuda_graph``), against the same loop
     eager in fp32: images/s per architecture are issue 12's targets (v1 n=3 >= 60,000,
@@ -107,6 +115,11 @@ def test_train_epoch_cuda_graph_vs_eager(compare, device, arch, variant, epoch_a
     graph = trainer("graph", cuda_graph=True, **GRAPH_VARIANTS[variant])
     eager = trainer("eager")
     steps = min(20, graph.n_train // BATCH)  # full batches only: the partial one runs eagerly
+    # Time to first step: the eager warm-up steps, the capture and its first replay.
+    start = time.perf_counter()
+    graph.train_epoch(1, WARMUP_STEPS + 1)
+    torch.cuda.synchronize()
+    benchmark.extra_info["first_steps_s"] = time.perf_counter() - start
     compare(
         f"train_epoch_graph_{variant}-{arch}",
         lambda: graph.train_epoch(1, steps),

@@ -162,8 +162,13 @@ def test_graph_path_with_bf16_and_channels_last_learns(archive, tmp_path, graphs
 
 def test_cuda_graph_needs_a_cuda_device(fake_archive, tmp_path):
     c = make_config("paper", data=str(fake_archive), device="cpu", cuda_graph=True)
-    with pytest.raises(ConfigError, match="cuda_graph needs a CUDA device, but this run's device"):
+    expected = (
+        "cuda_graph needs a CUDA device, but this run's device is cpu: leave out --cuda-graph, "
+        "or run on a GPU"
+    )
+    with pytest.raises(ConfigError) as refused:
         Trainer(c, tmp_path, echo=False)
+    assert str(refused.value) == expected
 
 
 def test_cuda_graph_runs_in_one_process(fake_archive, tmp_path):
