@@ -18,6 +18,7 @@ from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import load_checkpoint, weights_digest
 from resnet_repro.config import ConfigError, make_config
 from resnet_repro.distributed import Distributed
+from resnet_repro.runtime import deterministic_kernels
 from resnet_repro.step_graph import WARMUP_STEPS, StepGraph
 from resnet_repro.train import Trainer, train
 
@@ -53,7 +54,7 @@ def graphs(device, monkeypatch):
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
-    # 1,600 training images with noise: hard enough that a wrong step shows in the loss.
+    # 2,000 training images with noise: hard enough that a wrong step shows in the loss.
     path = tmp_path_factory.mktemp("graphs") / "fake.tar.gz"
     return write_fake_cifar10(path, train_per_batch=400, test_size=100, seed=0, noise=100)
 
@@ -124,14 +125,16 @@ def test_graph_path_trains_like_the_eager_path(archive, tmp_path, graphs, recipe
     graph = Trainer(
         config(archive, graphs, recipe, cuda_graph=True), tmp_path / "graph", echo=False
     )
-    eager.train_epoch(1, close_steps)
-    graph.train_epoch(1, close_steps)
-    assert relative_distance(eager.model.state_dict(), graph.model.state_dict()) < 1e-5
-    for epoch in range(4):
-        a = eager.train_epoch(epoch + 2, 25)
-        b = graph.train_epoch(epoch + 2, 25)
-        assert b[0] == pytest.approx(a[0], rel=0.01), f"epoch {epoch + 2}: losses {a} vs {b}"
-        assert b[2] == a[2]
+    # On CUDA, only deterministic kernels make the first steps comparable this closely.
+    with deterministic_kernels(graphs == "cuda"):
+        eager.train_epoch(1, close_steps)
+        graph.train_epoch(1, close_steps)
+        assert relative_distance(eager.model.state_dict(), graph.model.state_dict()) < 1e-5
+        for epoch in range(4):
+            a = eager.train_epoch(epoch + 2, 25)
+            b = graph.train_epoch(epoch + 2, 25)
+            assert b[0] == pytest.approx(a[0], rel=0.01), f"epoch {epoch + 2}: {a} vs {b}"
+            assert b[2] == a[2]
 
 
 def test_graph_run_resumed_is_bitwise_equal_to_an_uninterrupted_one(archive, tmp_path, graphs):
