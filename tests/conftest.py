@@ -9,6 +9,10 @@ from hypothesis import HealthCheck, settings
 
 from resnet_repro.archive_writer import write_fake_cifar10
 
+# cuBLAS reads its workspace setting when its first handle is made, which in a test session may
+# be a test without --deterministic; deterministic runs later in the session need it set by then.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile(
     "ci",
