@@ -8,6 +8,7 @@ import torch
 from hypothesis import HealthCheck, settings
 
 from resnet_repro.archive_writer import write_fake_cifar10
+from resnet_repro.config import make_config
 
 # cuBLAS reads its workspace setting when its first handle is made, which in a test session may
 # be a test without --deterministic; deterministic runs later in the session need it set by then.
@@ -43,6 +44,27 @@ def real_archive() -> Path:
     if not path.is_file():
         pytest.fail(f"RESNET_REPRO_CIFAR_ARCHIVE={value} does not name a file")
     return path
+
+
+@pytest.fixture
+def real_subset_config(real_archive):
+    """The real-image check's setting as a config factory: v1 n=1, paper recipe, 3 epochs on
+    9,000 images of the shared subset with the lr divided by 10 after two (step 142), validated
+    on 1,000; on the CPU unless ``device`` is given."""
+
+    def make(**overrides):
+        values = {
+            "version": 1,
+            "resnet_size": 1,
+            "epochs": 3,
+            "milestones": [142],
+            "data": str(real_archive),
+            "valid_fraction": 0.1,
+            "device": "cpu",
+        }
+        return make_config("paper", **(values | overrides))
+
+    return make
 
 
 DEVICES = [

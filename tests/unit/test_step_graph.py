@@ -203,7 +203,9 @@ def test_lr_stays_one_device_tensor_filled_in_place(archive, tmp_path, graphs):
         assert float(lr) == pytest.approx(0.01 if resume else 0.1)
 
 
-def test_graph_path_validates_like_the_eager_path_on_real_images(real_archive, tmp_path, graphs):
+def test_graph_path_validates_like_the_eager_path_on_real_images(
+    real_subset_config, tmp_path, graphs
+):
     """Validation accuracy per epoch unchanged within seed noise: the real-image check of
     test_train.py (v1 n=1, paper recipe, 3 epochs on 9,000 images of the shared subset,
     validated on 1,000), eager and through the graph path. Seeds 0/1/2 of the eager path spread
@@ -212,17 +214,7 @@ def test_graph_path_validates_like_the_eager_path_on_real_images(real_archive, t
     0.334, 0.434; graph path 0.296, 0.340, 0.434."""
     runs = {}
     for name, graph in (("eager", False), ("graph", True)):
-        c = make_config(
-            "paper",
-            version=1,
-            resnet_size=1,
-            epochs=3,
-            milestones=[142],
-            data=str(real_archive),
-            valid_fraction=0.1,
-            device=graphs,
-            cuda_graph=graph,
-        )
+        c = real_subset_config(device=graphs, cuda_graph=graph)
         runs[name] = [h["valid_acc"] for h in train(c, tmp_path / name, echo=False)]
     for epoch, (eager, graph) in enumerate(zip(runs["eager"], runs["graph"], strict=True), 1):
         assert abs(graph - eager) <= 0.05, f"epoch {epoch}: {runs}"

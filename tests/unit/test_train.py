@@ -341,7 +341,7 @@ def test_max_iters_stops_mid_epoch(fake_archive, tmp_path):
     assert (tmp_path / "model-2.ckpt").exists()
 
 
-def test_real_subset_short_run_accuracy(real_archive, tmp_path):
+def test_real_subset_short_run_accuracy(real_subset_config, tmp_path):
     """Golden-style check on real images: v1 n=1, paper recipe with the lr divided by 10 after
     two epochs, 3 epochs on 9,000 images of the shared subset, validated on 1,000.
 
@@ -350,17 +350,7 @@ def test_real_subset_short_run_accuracy(real_archive, tmp_path):
     0.425). The bound sits 4.7 sampling standard deviations (0.016 on 1,000 images) below the
     mean, so only a real regression trips it.
     """
-    config = make_config(
-        "paper",
-        version=1,
-        resnet_size=1,
-        epochs=3,
-        milestones=[142],
-        data=str(real_archive),
-        valid_fraction=0.1,
-        device="cpu",
-    )
-    history = train(config, tmp_path, echo=False)
+    history = train(real_subset_config(), tmp_path, echo=False)
     assert history[-1]["valid_acc"] >= REAL_SUBSET_MIN_ACCURACY
 
 
