@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import typing
@@ -123,9 +124,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.metrics_dir is not None:
             m = run_metrics(args.run, args.checkpoints, args.metrics_dir, device=args.device)
             seeds = f" (mean of {len(m['seeds'])} seeds)" if "seeds" in m else ""
+            rehearsal = " [rehearsal: values meaningless]" if m["rehearsal"] else ""
             print(
-                f"{args.run}: final checkpoint valid {m['valid_acc_final']:.4f}, "
-                f"test {m['test_acc_final']:.4f}{seeds}"
+                f"{args.run}: final checkpoint valid {accuracy_text(m['valid_acc_final'])}, "
+                f"test {accuracy_text(m['test_acc_final'])}{seeds}{rehearsal}"
             )
             return 0
         epochs = parse_checkpoints(args.checkpoints)
@@ -135,9 +137,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_compare(args: argparse.Namespace) -> int:
-    import json
+def accuracy_text(value: float | None) -> str:
+    """An accuracy for a line of output; a run without a validation split has none."""
+    return "none (no validation split)" if value is None else f"{value:.4f}"
 
+
+def run_compare(args: argparse.Namespace) -> int:
     from resnet_repro.golden import compare, markdown
 
     try:
@@ -149,7 +154,7 @@ def run_compare(args: argparse.Namespace) -> int:
     args.out.with_suffix(".md").write_text(table)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     print(table)
-    return 0 if result["ok"] else 1
+    return 0 if result["ok"] or args.exit_zero else 1
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -159,7 +164,9 @@ def run_report(args: argparse.Namespace) -> int:
         path = write_report(args.params, args.metrics_dir, args.comparison, args.out)
     except (*USER_ERRORS, OSError) as e:
         return fail("report", e)
-    print(f"report written to {path}")
+    comparison = json.loads(args.comparison.read_text())
+    verdict = "all cells pass" if comparison["ok"] else "FAILED: " + ", ".join(comparison["failed"])
+    print(f"report written to {path}; comparison: {verdict}")
     return 0
 
 
@@ -179,6 +186,30 @@ def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
     except subprocess.CalledProcessError as e:
         return fail("cpu-pipeline", RuntimeError(f"{e.cmd} failed with exit status {e.returncode}"))
     print(f"CPU-scale pipeline: dvc repro took {seconds:.1f} s; results in {args.workdir}/results")
+    comparison = json.loads((args.workdir / "results" / "comparison.json").read_text())
+    if not comparison["ok"]:
+        failed = ", ".join(comparison["failed"])
+        return fail("cpu-pipeline", RuntimeError(f"golden cells failed: {failed}"))
+    return 0
+
+
+def run_rehearse(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from resnet_repro.rehearsal import run_rehearsal
+
+    if not_empty(args.workdir):
+        return fail("rehearse", ValueError(f"{args.workdir} is not empty"))
+    try:
+        seconds = run_rehearsal(args.repo.resolve(), args.workdir)
+    except subprocess.CalledProcessError as e:
+        return fail("rehearse", RuntimeError(f"{e.cmd} failed with exit status {e.returncode}"))
+    except USER_ERRORS as e:
+        return fail("rehearse", e)
+    print(
+        f"Rehearsal complete: dvc repro ran every stage of the committed study in {seconds:.0f} s;"
+        f" report (values meaningless): {args.workdir / 'results' / 'report' / 'report.md'}"
+    )
     return 0
 
 
@@ -352,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--golden", type=Path, nargs="+", required=True)
     compare.add_argument("--metrics-dir", type=Path, required=True)
     compare.add_argument("--out", type=Path, required=True, help="writes OUT.md and OUT.json")
+    compare.add_argument(
+        "--exit-zero",
+        action="store_true",
+        help="exit 0 when the outputs are written, whatever the verdict (the pipeline's "
+        "stage: a failing cell is a result, recorded in OUT.json and the report)",
+    )
     compare.set_defaults(handler=run_compare)
 
     report = commands.add_parser(
@@ -445,6 +482,20 @@ def build_parser() -> argparse.ArgumentParser:
         "result with tests/golden/tables/cpu-seeds.yaml",
     )
     cpu.set_defaults(handler=run_cpu_pipeline_command)
+
+    rehearse = commands.add_parser(
+        "rehearse",
+        help="rehearse the committed study: dvc repro of params.yaml with amounts shrunk "
+        "(minutes), before spending GPU hours",
+        description="git clone the repository (its committed state) into WORKDIR, apply "
+        "pipeline/rehearsal.yaml (a fake 50,000-image archive, 4 images per step, 1 step per "
+        "epoch, 10 images per evaluated split: amounts only) to its params.yaml, run dvc repro "
+        "there and check that every run has metrics and the report every cell. Its values "
+        "mean nothing; its report says REHEARSAL.",
+    )
+    rehearse.add_argument("--workdir", type=Path, required=True, help="an empty or new folder")
+    rehearse.add_argument("--repo", type=Path, default=Path("."), help="the repository (.)")
+    rehearse.set_defaults(handler=run_rehearse)
 
     golden = commands.add_parser(
         "cpu-golden",

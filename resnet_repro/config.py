@@ -262,6 +262,14 @@ class TrainConfig:
     )
     checkpoint_every: int = _recipe_setting("checkpoint_every", "epochs between model-N.ckpt")
     eval_batch_size: int = _setting(1000, "images per evaluation batch")
+    # rehearsal amounts: a run with either set is a rehearsal, marked so in its metrics,
+    # comparison and report (see pipeline/rehearsal.yaml)
+    limit_train_batches: int = _setting(
+        0, "rehearsal: at most this many optimizer steps per epoch (0: every batch)"
+    )
+    limit_eval_images: int = _setting(
+        0, "rehearsal: evaluate on the first this many images of each split (0: all)"
+    )
 
     def validate(self) -> TrainConfig:
         """Type and range checks; returns self. Raises ConfigError naming the field."""
@@ -286,7 +294,13 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.lr < float("inf"):  # written so that NaN fails too
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
-        for name in ("max_iters", "warmup_iters", "warmup_min_depth"):
+        for name in (
+            "max_iters",
+            "warmup_iters",
+            "warmup_min_depth",
+            "limit_train_batches",
+            "limit_eval_images",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (0: none), got {getattr(self, name)}")
         if not 0.0 <= self.valid_fraction < 1.0:
@@ -308,6 +322,11 @@ class TrainConfig:
     def depth(self) -> int:
         """The papers' depth: weighted layers on the main path."""
         return resnet_depth(self.version, self.resnet_size)
+
+    @property
+    def is_rehearsal(self) -> bool:
+        """Whether amounts were shrunk for a rehearsal: its accuracies mean nothing."""
+        return self.limit_train_batches > 0 or self.limit_eval_images > 0
 
     @property
     def shortcut(self) -> str:

@@ -122,7 +122,11 @@ def load_eval_data(
         "test": (loaded.x_test, loaded.y_test),
         "train": (loaded.x_train, loaded.y_train),
     }
-    return {name: to_device(*arrays[name], device) for name in splits}, loaded.source_md5
+    # A rehearsal's run evaluates its first images only, as its training did.
+    evaluated = slice(config.limit_eval_images or None)
+    return {
+        name: to_device(*(a[evaluated] for a in arrays[name]), device) for name in splits
+    }, loaded.source_md5
 
 
 def recorded_data(run: Path, data: str) -> str:

@@ -143,13 +143,14 @@ def verdict(cell: Cell, measured: float | None, seeds: int = 1) -> str:
 
 def compare(tables: list[Path], metrics_dir: Path) -> dict[str, Any]:
     """Every cell of every table against ``metrics_dir/<run>/metrics.json``."""
-    rows, provenance = [], {}
+    rows, provenance, rehearsal = [], {}, False
     for table in tables:
         prov, cells = load_table(table)
         provenance[Path(table).name] = prov
         for cell in cells:
             path = metrics_dir / cell.run / "metrics.json"
             metrics = load_metrics(path) if path.exists() else {}
+            rehearsal = rehearsal or metrics.get("rehearsal") is True
             measured, seeds = measured_value(cell, metrics)
             rows.append(
                 {
@@ -167,7 +168,19 @@ def compare(tables: list[Path], metrics_dir: Path) -> dict[str, Any]:
                 }
             )
     failed = [f"{r['run']}:{r['metric']}" for r in rows if r["verdict"] in FAILING]
-    return {"ok": not failed, "failed": failed, "rows": rows, "provenance": provenance}
+    return {
+        "ok": not failed,
+        "failed": failed,
+        "rehearsal": rehearsal,
+        "rows": rows,
+        "provenance": provenance,
+    }
+
+
+REHEARSAL_NOTE = (
+    "REHEARSAL: amounts shrunk (pipeline/rehearsal.yaml); every path of the study ran, but the "
+    "values are meaningless."
+)
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -190,4 +203,5 @@ def markdown(result: dict[str, Any]) -> str:
             f"{pct(r['golden'])} | {tol} | {r['verdict']} |"
         )
     status = "all cells pass" if result["ok"] else f"FAILED: {', '.join(result['failed'])}"
-    return "\n".join(lines) + f"\n\nVerdict: {status}\n"
+    head = [REHEARSAL_NOTE, ""] if result.get("rehearsal") else []
+    return "\n".join(head + lines) + f"\n\nVerdict: {status}\n"

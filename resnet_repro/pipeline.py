@@ -229,6 +229,7 @@ def seed_metrics(run: Path, epochs: list[int], device: str) -> dict[str, Any]:
         "final_epoch": final,
         "valid_acc": {str(e): a for e, a in valid.items()},
         "data_md5": md5,
+        "rehearsal": expected.is_rehearsal,
     }
 
 
@@ -263,6 +264,7 @@ def run_metrics(
                 metrics[f"{k}_std"] = statistics.stdev(values)
                 metrics[f"{k}_median"] = statistics.median(values)
         metrics["seeds"] = per_seed
+        metrics["rehearsal"] = any(m["rehearsal"] for m in per_seed.values())
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     histories = [read_history(p / "history.jsonl") for p in folders or [run]]

@@ -22,7 +22,7 @@ from resnet_repro.cifar import OFFICIAL_COUNTS
 from resnet_repro.config import TrainConfig
 from resnet_repro.data import Splits
 from resnet_repro.pipeline import load_params, run_config, run_seeds
-from resnet_repro.schedule import steps_per_epoch, total_steps
+from resnet_repro.schedule import epoch_steps, total_steps
 from resnet_repro.step_graph import WARMUP_STEPS
 from resnet_repro.train import Trainer
 
@@ -60,13 +60,16 @@ class RunProjection:
 
 
 def image_counts(config: TrainConfig) -> tuple[int, int]:
-    """Training and validation images of the official training set under ``config``'s split."""
+    """Training images of the official training set under ``config``'s split, and validation
+    images evaluated each epoch (a rehearsal's ``limit_eval_images`` at most)."""
     n = OFFICIAL_COUNTS["train"]
     if config.valid_fraction > 0:
         valid = round(config.valid_fraction * n)
-        return n - valid, valid
-    train = min(config.split_index, n)
-    return train, n - train
+        train = n - valid
+    else:
+        train = min(config.split_index, n)
+        valid = n - train
+    return train, min(valid, config.limit_eval_images or valid)
 
 
 def synthetic_splits(config: TrainConfig) -> Splits:
@@ -156,7 +159,7 @@ def project_grid(
         timing = timings[key]
         n_train, n_valid = image_counts(config)
         run_steps = total_steps(config, n_train)
-        epochs = -(-run_steps // steps_per_epoch(n_train, config.batch_size))
+        epochs = -(-run_steps // epoch_steps(config, n_train))
         per_seed = run_steps * timing.step_s + epochs * n_valid * timing.eval_image_s
         projections.append(
             RunProjection(name, len(seeds), run_steps, epochs, n_valid, len(seeds) * per_seed)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_repro.config import DEFAULT_RECIPE
+from resnet_repro.golden import REHEARSAL_NOTE
 from resnet_repro.net import resnet_depth
 from resnet_repro.pipeline import load_params
 
@@ -54,6 +55,8 @@ def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir
     golden = {(r["run"], r["metric"]): r["golden"] for r in result["rows"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = ["# Reproduction report", ""]
+    if result.get("rehearsal"):
+        lines = ["# Reproduction report: REHEARSAL", "", REHEARSAL_NOTE, ""]
     verdict = "all cells pass" if result["ok"] else "FAILED: " + ", ".join(result["failed"])
     lines += [f"Comparison verdict: {verdict} (details: comparison.md)", ""]
     for recipe in sorted({r["recipe"] for r in runs.values()}):

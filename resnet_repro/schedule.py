@@ -41,7 +41,14 @@ def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:
     return full + (rest >= 2 * world_size)
 
 
+def epoch_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
+    """Optimizer steps of one epoch of the run: ``steps_per_epoch``, capped by a rehearsal's
+    ``limit_train_batches``."""
+    steps = steps_per_epoch(n_train, config.batch_size, world_size)
+    return min(steps, config.limit_train_batches) if config.limit_train_batches else steps
+
+
 def total_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
     """Optimizer steps of the whole run: ``epochs`` epochs, capped by ``max_iters`` if set."""
-    steps = config.epochs * steps_per_epoch(n_train, config.batch_size, world_size)
+    steps = config.epochs * epoch_steps(config, n_train, world_size)
     return min(steps, config.max_iters) if config.max_iters else steps

@@ -63,7 +63,7 @@ from resnet_repro.runtime import (
     resolve_device,
     to_device,
 )
-from resnet_repro.schedule import lr_factor, steps_per_epoch, total_steps
+from resnet_repro.schedule import epoch_steps, lr_factor, total_steps
 from resnet_repro.step_graph import StepGraph
 
 ESTIMATE_AFTER = 10  # steps timed before the expected duration of a CPU run is printed
@@ -189,7 +189,10 @@ class Trainer:
         self.saved_epoch: int | None = None  # the newest epoch a checkpoint holds
         s = self.splits
         self.x_train, self.y_train = to_device(s.x_train, s.y_train, self.device)
-        self.x_valid, self.y_valid = to_device(s.x_valid, s.y_valid, self.device)
+        evaluated = slice(config.limit_eval_images or None)
+        self.x_valid, self.y_valid = to_device(
+            s.x_valid[evaluated], s.y_valid[evaluated], self.device
+        )
 
     def _check_data(self) -> None:
         s, c = self.splits, self.config
@@ -350,7 +353,7 @@ class Trainer:
             self.config.save(out / "config.yaml")
             append_segment(out, self._segment(changes))
         self._say("### Training... ###")
-        per_epoch = steps_per_epoch(self.n_train, self.config.batch_size, self.dist.world_size)
+        per_epoch = epoch_steps(self.config, self.n_train, self.dist.world_size)
         while self.epoch < self.config.epochs and self.global_step < self.total_steps:
             epoch = self.epoch + 1
             steps = min(per_epoch, self.total_steps - self.global_step)

@@ -1,0 +1,122 @@
+"""The rehearsal of the real study: ``dvc repro`` of the committed ``dvc.yaml`` and
+``params.yaml`` in a git clone, with one override (``pipeline/rehearsal.yaml``) that shrinks
+amounts only: images per step, steps per epoch, images evaluated, and the data (a fake archive
+of the official archive's 50,000 training images). Every run of the grid keeps its recipe,
+network, depth, seeds, epochs, checkpoint epochs and validation branch, and compare and report
+run over the real golden tables, so that every path a night of GPU training ends in has run
+first, in minutes, on the machine at hand. Nothing of the repository itself is touched.
+
+The rehearsal passes when ``dvc repro`` ran every stage and the report has every cell filled;
+its accuracies (and so the comparison's verdicts) mean nothing, and say so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from resnet_repro.archive_writer import write_fake_cifar10
+from resnet_repro.cifar import md5_of
+from resnet_repro.config import ConfigError
+from resnet_repro.pipeline import clone, load_params, run_seeds
+
+OVERRIDE = Path("pipeline") / "rehearsal.yaml"
+# What the override may change: amounts, never a setting that picks a code path.
+AMOUNTS = ("batch_size", "limit_train_batches", "limit_eval_images")
+DATA_KEYS = ("source", "fake")
+# A report cell is "measured / golden": each an accuracy, or what a run or table has none of.
+MEASURED = re.compile(r"\d\.\d{4}|no validation split")
+GOLDEN = re.compile(r"\d\.\d{4}|no reference")
+
+
+def rehearsal_params(params: dict[str, Any], override: dict[str, Any], md5: str) -> dict[str, Any]:
+    """``params`` with the override applied: the data source and its md5, and each amount in
+    ``train_defaults`` and in every run entry that sets it itself (an entry wins over the
+    defaults). Refuses an override of anything else."""
+    where = str(OVERRIDE)
+    if not isinstance(override, dict) or set(override) - {"data", "train_defaults"}:
+        raise ConfigError(f"{where}: only 'data' and 'train_defaults' may be overridden")
+    data, amounts = override.get("data") or {}, override.get("train_defaults") or {}
+    bad = sorted(set(data) - set(DATA_KEYS)) + sorted(set(amounts) - set(AMOUNTS))
+    if bad:
+        raise ConfigError(
+            f"{where}: {', '.join(bad)} cannot be overridden; a rehearsal shrinks only the data "
+            f"({', '.join(DATA_KEYS)}) and the amounts {', '.join(AMOUNTS)}"
+        )
+    out = json.loads(json.dumps(params))  # a deep copy of plain YAML data
+    out["data"] = {**out.get("data", {}), "source": data["source"], "md5": md5}
+    out["train_defaults"] = {**(out.get("train_defaults") or {}), **amounts}
+    for entry in out["runs"].values():
+        if isinstance(entry, dict):
+            entry.update({k: v for k, v in amounts.items() if k in entry})
+    return out
+
+
+def prepare_rehearsal(workdir: Path) -> dict[str, Any]:
+    """In a clone at ``workdir``: write the fake archive and install the override into
+    params.yaml; return the override as applied (recorded in ``workdir/rehearsal.json``)."""
+    override = yaml.safe_load((workdir / OVERRIDE).read_text())
+    fake = (override.get("data") or {}).get("fake")
+    source = (override.get("data") or {}).get("source")
+    if not isinstance(fake, dict) or not isinstance(source, str):
+        raise ConfigError(f"{OVERRIDE}: data needs 'source' (a path) and 'fake' (its contents)")
+    archive = write_fake_cifar10(workdir / source, **fake)
+    params = load_params(workdir / "params.yaml")
+    rehearsed = rehearsal_params(params, override, md5_of(archive))
+    (workdir / "params.yaml").write_text(yaml.safe_dump(rehearsed, sort_keys=False, width=100))
+    record = {"override": str(OVERRIDE), "data": rehearsed["data"], **override}
+    (workdir / "rehearsal.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def check_rehearsal(workdir: Path) -> list[str]:
+    """What the finished rehearsal lacks: a run without metrics (or without every seed), a
+    report table cell not filled, a report not marked as a rehearsal. Empty when complete."""
+    params = load_params(workdir / "params.yaml")
+    problems = []
+    for run in params["runs"]:
+        path = workdir / "results" / "runs" / run / "metrics.json"
+        if not path.is_file():
+            problems.append(f"{run}: no metrics.json")
+            continue
+        metrics = json.loads(path.read_text())
+        seeds = run_seeds(params, "params.yaml", run)
+        if len(seeds) > 1 and sorted(metrics.get("seeds", {}), key=int) != [str(s) for s in seeds]:
+            problems.append(f"{run}: metrics of seeds {sorted(metrics.get('seeds', {}))}")
+        if metrics.get("rehearsal") is not True:
+            problems.append(f"{run}: metrics.json is not marked as a rehearsal")
+    report = workdir / "results" / "report" / "report.md"
+    if not report.is_file():
+        return [*problems, "no results/report/report.md"]
+    text = report.read_text()
+    if "REHEARSAL" not in text.splitlines()[0]:
+        problems.append("report.md's first line does not say REHEARSAL")
+    cells = re.findall(r"(?<=\| )([^|]+?) / ([^|]+?)(?= \|)", text)
+    if not cells:
+        problems.append("report.md has no table cells")
+    for measured, golden in cells:
+        if not (MEASURED.fullmatch(measured) and GOLDEN.fullmatch(golden)):
+            problems.append(f"report.md has a cell '{measured} / {golden}'")
+    return problems
+
+
+def run_rehearsal(repo: Path, workdir: Path, *, echo: bool = True) -> float:
+    """Clone ``repo`` into ``workdir``, install the override, run ``dvc repro`` and check its
+    outputs; returns the wall time of ``dvc repro`` in seconds. Raises ConfigError naming what
+    is incomplete (``subprocess.CalledProcessError`` when a stage fails)."""
+    clone(repo, workdir)
+    prepare_rehearsal(workdir)
+    start = time.perf_counter()
+    out = None if echo else subprocess.DEVNULL
+    subprocess.run(["dvc", "repro"], check=True, cwd=workdir, stdout=out)
+    seconds = time.perf_counter() - start
+    problems = check_rehearsal(workdir)
+    if problems:
+        raise ConfigError("the rehearsal is incomplete: " + "; ".join(problems))
+    return seconds
