@@ -1,9 +1,11 @@
-"""The whole GPU side in one command, within a deadline: the CUDA test tier, the CUDA benchmarks
-and a short training run on real data, summarized in OUT/summary.md and OUT/summary.json.
+"""The whole GPU side in one command, within a deadline: the CUDA test tier, the CUDA benchmarks,
+the rehearsal of the committed study and a short training run on real data, summarized in
+OUT/summary.md and OUT/summary.json.
 
 Made for a GPU machine that holds the project's checkout and a CUDA build of torch but has no
 package access and no nox: it needs only python, torch, pytest, hypothesis and
-pytest-benchmark (`nox -s gpu` runs it where nox is available).
+pytest-benchmark (`nox -s gpu` runs it where nox is available); the rehearsal of params.yaml
+runs where dvc and git are installed too (gpu_lease.sh installs dvc from carried wheels).
 
     python .ci/gpu_check.py --out gpu-check --archive cifar-10-python.tar.gz
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -141,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         "--cuda-graph", action="store_true", help="train with the whole step as a CUDA graph"
     )
     parser.add_argument(
+        "--rehearse",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="rehearse the committed params.yaml (resnet-repro rehearse) on this device",
+    )
+    parser.add_argument(
         "--baselines-dir",
         type=Path,
         help="also store the benchmarks' ratios there as this machine class's baseline",
@@ -175,6 +184,18 @@ def main(argv: list[str] | None = None) -> int:
             bench += ["--update-baselines", f"--baselines-dir={args.baselines_dir.resolve()}"]
         steps[name] = run_step(f"benchmarks-{slug}", bench, left(keep + reserve), out)
         steps[name]["figures"] = benchmark_figures(bench_json)
+
+    # The rehearsal of the committed study (every stage, run and seed of params.yaml, amounts
+    # shrunk) on this machine's device: the paths a night of GPU training ends in.
+    name = "rehearsal of params.yaml (dvc repro)"
+    if not args.rehearse:
+        steps[name] = {"status": "not run: --no-rehearse", "seconds": 0.0}
+    elif shutil.which("dvc") is None:
+        steps[name] = {"status": "not run: dvc is not installed", "seconds": 0.0}
+    else:
+        rehearse = [sys.executable, "-m", "resnet_repro", "rehearse"]
+        rehearse += ["--workdir", str(out / "rehearsal")]
+        steps[name] = run_step("rehearsal", rehearse, left(keep + 5), out)
 
     if args.archive:
         run = out / "train-paper-v1-n3"

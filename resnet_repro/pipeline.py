@@ -28,6 +28,7 @@ from resnet_repro.cifar import md5_of
 from resnet_repro.config import DEFAULT_RECIPE, ConfigError, TrainConfig, make_config
 from resnet_repro.data import load_splits
 from resnet_repro.evaluate import accuracy, checkpoint_paths, load_eval_data, parse_checkpoints
+from resnet_repro.kernels import PORTABLE_NAME, can_pin, portable_env
 from resnet_repro.run_folder import read_history
 from resnet_repro.runtime import resolve_device
 from resnet_repro.train import newest_checkpoint, train
@@ -296,13 +297,20 @@ def run_cpu_pipeline(
 ) -> float:
     """Run ``dvc repro`` at CPU scale in ``workdir``, a ``git clone`` of ``repo`` (its committed
     state, as a new user gets it) with ``pipeline/params-cpu.yaml`` as ``params.yaml``; the
-    repository's own params.yaml and dvc.lock are never touched. Returns the wall time of
-    ``dvc repro`` in seconds."""
+    repository's own params.yaml and dvc.lock are never touched. Every stage runs on the
+    portable CPU kernels the pinned table was made with (kernels.py); a CPU that cannot run
+    them (no AVX2) is compared over five seeds with the several-seed table instead. Returns the
+    wall time of ``dvc repro`` in seconds."""
+    if seeds is None and not can_pin():
+        print("This CPU cannot run the pinned table's kernels (AVX2): comparing five seeds.")
+        seeds = [0, 1, 2, 3, 4]
     clone(repo, workdir)
     prepare_cpu_workdir(workdir, seeds=seeds)
     start = time.perf_counter()
     out = None if echo else subprocess.DEVNULL
-    subprocess.run(["dvc", "repro", *targets], check=True, cwd=workdir, stdout=out)
+    subprocess.run(
+        ["dvc", "repro", *targets], check=True, cwd=workdir, stdout=out, env=portable_env()
+    )
     return time.perf_counter() - start
 
 
@@ -353,7 +361,13 @@ def make_cpu_golden(repo: Path, workdir: Path, seeds: list[int], out: Path) -> d
     (see ``cpu_golden_table``) to ``out``."""
     clone(repo, workdir)
     prepare_cpu_workdir(workdir, seeds=seeds)
-    subprocess.run(["dvc", "repro", "evaluate"], check=True, cwd=workdir, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["dvc", "repro", "evaluate"],
+        check=True,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        env=portable_env(),
+    )
     table = cpu_golden_table(workdir, seeds)
     out.write_text(yaml.safe_dump(table, sort_keys=False, width=100))
     return table
@@ -396,6 +410,8 @@ def cpu_golden_table(workdir: Path, seeds: list[int]) -> dict[str, Any]:
                 }
             )
     return {
+        "kernels": f"{PORTABLE_NAME} (resnet_repro/kernels.py): the same bits on every x86-64 "
+        "CPU with AVX2",
         "source": f"this code's own CPU-scale runs (commit {commit}, torch {torch.__version__}, "
         f"{time.strftime('%Y-%m-%d')}): resnet-repro cpu-golden --seeds "
         + " ".join(map(str, seeds)),

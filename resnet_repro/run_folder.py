@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from resnet_repro import __version__
+from resnet_repro import __version__, kernels
 from resnet_repro.atomic import write_bytes_atomic
 from resnet_repro.config import ConfigError
 
@@ -73,6 +73,7 @@ def machine(device: torch.device) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else platform.processor() or platform.machine(),
+        "cpu_kernels": kernels.describe(),
     }
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from resnet_repro.config import ConfigError, TrainConfig
+from resnet_repro.kernels import apply_pin
 from resnet_repro.net import ResNet
 
 
@@ -106,7 +107,10 @@ class CompiledForBatch(nn.Module):
 
 
 def build_model(config: TrainConfig, *, generator: torch.Generator | None = None) -> ResNet:
-    """The network ``config`` describes, initialized from ``generator`` (on the CPU)."""
+    """The network ``config`` describes, initialized from ``generator`` (on the CPU). In a
+    process pinned to portable CPU kernels (kernels.py), the pin's torch flags are set first:
+    training and evaluation both build their network before running it."""
+    apply_pin()
     return ResNet(
         config.version,
         config.resnet_size,

@@ -106,6 +106,7 @@ def main() -> int:
         return 0
 
     from resnet_repro.fetch import fetch_cifar10
+    from resnet_repro.kernels import portable_env
     from resnet_repro.pipeline import clone, load_params, prepare_cpu_workdir
 
     rows = []
@@ -122,6 +123,7 @@ def main() -> int:
                 capture_output=True,
                 text=True,
                 check=True,
+                env=portable_env(),  # the kernels the table was pinned with
             )
             result = json.loads(child.stdout.strip().splitlines()[-1])
             failed = [r for r in result["rows"] if r["verdict"] != "pass"]

@@ -19,7 +19,7 @@ def test_gpu_check_writes_a_summary(fake_archive, tmp_path):
     cmd = [
         *(sys.executable, str(REPO / ".ci/gpu_check.py"), "--out", str(out)),
         *("--archive", str(fake_archive), "--device", "cpu", "--epochs", "2"),
-        *("--deadline", "300", "--train-seconds", "60"),
+        *("--deadline", "300", "--train-seconds", "60", "--no-rehearse"),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -30,8 +30,10 @@ def test_gpu_check_writes_a_summary(fake_archive, tmp_path):
         "cuda tier (pytest -m cuda)",
         "cuda benchmarks, whole-step graphs",
         "other cuda benchmarks",
+        "rehearsal of params.yaml (dvc repro)",
         "training, paper v1 n=3",
     }
+    assert steps["rehearsal of params.yaml (dvc repro)"]["status"] == "not run: --no-rehearse"
     tier = steps["cuda tier (pytest -m cuda)"]
     assert tier["status"] == "ok" and tier["figures"]["failed"] == 0
     training = steps["training, paper v1 n=3"]

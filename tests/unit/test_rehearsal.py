@@ -1,0 +1,196 @@
+"""The rehearsal's override shrinks amounts only; a run without validation is evaluated, compared
+and reported without a crash; an incomplete rehearsal is named."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from resnet_repro.cli import main
+from resnet_repro.config import ConfigError
+from resnet_repro.evaluate import parse_checkpoints
+from resnet_repro.pipeline import load_params, run_config, run_seeds
+from resnet_repro.rehearsal import AMOUNTS, OVERRIDE, check_rehearsal, rehearsal_params
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def committed_and_rehearsed(tmp_path):
+    params = load_params(REPO / "params.yaml")
+    override = yaml.safe_load((REPO / OVERRIDE).read_text())
+    rehearsed = rehearsal_params(params, override, "0" * 32)
+    real, fake = tmp_path / "real.yaml", tmp_path / "rehearsal.yaml"
+    real.write_text(yaml.safe_dump(params))
+    fake.write_text(yaml.safe_dump(rehearsed))
+    return params, rehearsed, real, fake
+
+
+def test_the_override_changes_amounts_only_for_every_run_and_seed(tmp_path):
+    """Same recipe, network, depth, seeds, epochs, checkpoint epochs, split and golden tables:
+    each run's config differs from the real study's in the amounts alone."""
+    params, rehearsed, real, fake = committed_and_rehearsed(tmp_path)
+    assert {k: v for k, v in rehearsed.items() if k not in ("data", "train_defaults", "runs")} == {
+        k: v for k, v in params.items() if k not in ("data", "train_defaults", "runs")
+    }
+    assert rehearsed["data"]["dest"] == params["data"]["dest"]
+    assert rehearsed["runs"].keys() == params["runs"].keys()
+    for run, entry in params["runs"].items():
+        assert rehearsed["runs"][run]["eval_checkpoints"] == entry["eval_checkpoints"]
+        seeds = run_seeds(params, real, run)
+        assert run_seeds(rehearsed, fake, run) == seeds
+        for seed in seeds:
+            a, b = run_config(real, run, seed).to_dict(), run_config(fake, run, seed).to_dict()
+            assert {k for k in a if a[k] != b[k]} <= set(AMOUNTS), run
+            assert b["limit_train_batches"] and b["limit_eval_images"]
+            # The checkpoints evaluated exist in the rehearsal: the epochs are the real ones.
+            assert max(parse_checkpoints(entry["eval_checkpoints"])) <= b["epochs"]
+
+
+def test_the_override_reaches_a_run_entry_that_sets_an_amount_itself():
+    params = {"runs": {"a": {"batch_size": 256}, "b": {}}}
+    override = {"data": {"source": "x.tar.gz"}, "train_defaults": {"batch_size": 4}}
+    out = rehearsal_params(params, override, "f" * 32)
+    assert out["runs"]["a"]["batch_size"] == 4 and out["runs"]["b"] == {}
+    assert out["train_defaults"] == {"batch_size": 4}
+    assert out["data"] == {"source": "x.tar.gz", "md5": "f" * 32}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"train_defaults": {"epochs": 2}}, "epochs cannot be overridden"),
+        ({"train_defaults": {"recipe": "fast"}}, "recipe cannot be overridden"),
+        ({"data": {"source": "a", "dest": "b"}}, "dest cannot be overridden"),
+        ({"runs": {}}, "only 'data' and 'train_defaults' may be overridden"),
+    ],
+)
+def test_the_override_refuses_anything_but_amounts(override, message):
+    with pytest.raises(ConfigError, match=message):
+        rehearsal_params({"runs": {}}, override, "0" * 32)
+
+
+def test_a_run_without_validation_is_evaluated_and_reported(fake_archive, tmp_path, capsys):
+    """The paper recipe on all training images has no validation accuracy: evaluate's line,
+    metrics.json, history.csv, compare and report all say so instead of crashing."""
+    run, metrics_dir = tmp_path / "run", tmp_path / "results" / "runs"
+    common = ["--version", "1", "--resnet-size", "1", "--data", str(fake_archive)]
+    train = ["--split-index", "200", "--epochs", "2", "--checkpoint-every", "1"]
+    train += ["--batch-size", "50", "--device", "cpu", "--out", str(run)]
+    assert main(["train", *common, *train]) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "evaluate",
+                "--run",
+                str(run),
+                "--checkpoints",
+                "1,2",
+                "--device",
+                "cpu",
+                "--metrics-dir",
+                str(metrics_dir / "paper-v1-n1"),
+            ]
+        )
+        == 0
+    )
+    line = capsys.readouterr().out
+    assert "valid none (no validation split), test 0." in line
+    metrics = json.loads((metrics_dir / "paper-v1-n1" / "metrics.json").read_text())
+    assert metrics["valid_acc_final"] is None and metrics["chosen_epoch"] == 2
+    assert metrics["rehearsal"] is False
+    csv = (metrics_dir / "paper-v1-n1" / "history.csv").read_text().splitlines()
+    assert len(csv) == 3 and csv[1].split(",")[csv[0].split(",").index("valid_acc")] == ""
+
+    golden = tmp_path / "golden.yaml"
+    golden.write_text(
+        yaml.safe_dump(
+            {
+                "source": "test",
+                "recipe": "paper",
+                "split": "all",
+                "metric": "test",
+                "checkpoint": "2",
+                "runs_per_cell": 1,
+                "cells": [
+                    {
+                        "run": "paper-v1-n1",
+                        "metric": "test_acc_final",
+                        "golden": 0.99,
+                        "tolerance": {"rule": "one_sided_below", "points": 0.5},
+                    }
+                ],
+            }
+        )
+    )
+    comparison = tmp_path / "results" / "comparison"
+    compare = [
+        "compare",
+        "--golden",
+        str(golden),
+        "--metrics-dir",
+        str(metrics_dir),
+        "--out",
+        str(comparison),
+    ]
+    assert main(compare) == 1  # a user's compare fails on a failing cell
+    assert main([*compare, "--exit-zero"]) == 0  # the pipeline's records it and goes on
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "runs": {
+                    "paper-v1-n1": {
+                        "recipe": "paper",
+                        "version": 1,
+                        "resnet_size": 1,
+                        "eval_checkpoints": "1,2",
+                    }
+                }
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "report",
+                "--params",
+                str(params),
+                "--metrics-dir",
+                str(metrics_dir),
+                "--comparison",
+                f"{comparison}.json",
+                "--out",
+                str(tmp_path / "report"),
+            ]
+        )
+        == 0
+    )
+    assert "comparison: FAILED: paper-v1-n1:test_acc_final" in capsys.readouterr().out
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| v1 | no validation split / no reference |" in report
+
+
+def rehearsal_outputs(work: Path, cell: str) -> None:
+    """A finished rehearsal's files, with ``cell`` as the report's one measured value."""
+    (work / "params.yaml").write_text(yaml.safe_dump({"runs": {"r": {"recipe": "paper"}}}))
+    (work / "results/runs/r").mkdir(parents=True)
+    (work / "results/runs/r/metrics.json").write_text(json.dumps({"rehearsal": True}))
+    (work / "results/report").mkdir()
+    (work / "results/report/report.md").write_text(
+        f"# Reproduction report: REHEARSAL\n\n| v1 | {cell} / 0.9125 |\n"
+    )
+
+
+@pytest.mark.parametrize("cell", ["None", "nan", "missing", "0.12"])
+def test_check_rehearsal_names_a_report_cell_without_a_value(tmp_path, cell):
+    rehearsal_outputs(tmp_path, cell)
+    assert check_rehearsal(tmp_path) == [f"report.md has a cell '{cell} / 0.9125'"]
+
+
+def test_check_rehearsal_passes_a_complete_one_and_names_a_missing_run(tmp_path):
+    rehearsal_outputs(tmp_path, "0.1000")
+    assert check_rehearsal(tmp_path) == []
+    (tmp_path / "results/runs/r/metrics.json").unlink()
+    assert check_rehearsal(tmp_path) == ["r: no metrics.json"]
