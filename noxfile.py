@@ -64,6 +64,18 @@ def pipeline(session: nox.Session) -> None:
 
 
 @nox.session
+def rehearsal(session: nox.Session) -> None:
+    """The rehearsal of the real study before the GPU hours: `dvc repro` of the committed
+    params.yaml and dvc.yaml (every stage, run, seed and checkpoint epoch) in a git clone, with
+    amounts shrunk by pipeline/rehearsal.yaml; fails if a stage fails or the report is not
+    complete. Your own params.yaml, dvc.lock, runs/ and results/ are never touched."""
+    install(session, "pipeline")
+    workdir = Path(session.create_tmp()) / "rehearsal"
+    shutil.rmtree(workdir, ignore_errors=True)
+    session.run("resnet-repro", "rehearse", "--workdir", str(workdir))
+
+
+@nox.session
 def planted(session: nox.Session) -> None:
     """Plant each bug the CPU golden table exists to catch (flip off, crop offsets 0-7, BN
     momentum inverted, lr schedule an epoch ahead, validation from training images), run the

@@ -45,7 +45,7 @@ def test_lease_script_packs_checks_and_returns_few_files(jpeg_tar_xz, tmp_path):
         "DEVICE": "cpu",
         "EPOCHS": "1",
         "DEADLINE": "400",
-        "REHEARSE": "0",  # the rehearsal has its own test (tests/golden/test_rehearsal.py)
+        "REHEARSE": "0",  # the rehearsal has its own test (tests/golden/test_rehearsal_e2e.py)
         # python3 is the script's interpreter: make it this test's.
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
     }

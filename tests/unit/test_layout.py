@@ -13,12 +13,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "resnet_repro"
 LAYERS = [
     {"atomic", "cifar", "net", "image_utils", "golden"},  # facts, files, the network, pixels
     {"config", "fetch", "archive_writer"},  # settings; archives in and out
+    {"kernels"},  # the process's CPU kernels
     # arrays, state, the step's graph
     {"data", "checkpoint", "runtime", "distributed", "run_folder", "schedule", "step_graph"},
     {"evaluate", "pack"},  # metrics
     {"train"},  # the engine
     {"pipeline"},  # the study's stages
-    {"report", "projection"},
+    {"report", "projection", "rehearsal"},
     {"cli"},
     {"__main__"},
 ]
