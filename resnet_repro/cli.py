@@ -488,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="rehearse the committed study: dvc repro of params.yaml with amounts shrunk "
         "(minutes), before spending GPU hours",
         description="git clone the repository (its committed state) into WORKDIR, apply "
-        "pipeline/rehearsal.yaml (a fake 50,000-image archive, 4 images per step, 1 step per "
+        "pipeline/rehearsal.yaml (a fake 50,000-image archive, 2 images per step, 1 step per "
         "epoch, 10 images per evaluated split: amounts only) to its params.yaml, run dvc repro "
         "there and check that every run has metrics and the report every cell. Its values "
         "mean nothing; its report says REHEARSAL.",

@@ -31,7 +31,7 @@ OVERRIDE = Path("pipeline") / "rehearsal.yaml"
 AMOUNTS = ("batch_size", "limit_train_batches", "limit_eval_images")
 DATA_KEYS = ("source", "fake")
 # A report cell is "measured / golden": each an accuracy, or what a run or table has none of.
-MEASURED = re.compile(r"\d\.\d{4}|no validation split")
+MEASURED = re.compile(r"\d\.\d{4}( \((mean|median) of \d+\))?|no validation split")
 GOLDEN = re.compile(r"\d\.\d{4}|no reference")
 
 

@@ -33,6 +33,28 @@ def read_curve(path: Path) -> dict[str, list[float]]:
     }
 
 
+def shown_metrics(runs: dict[str, dict[str, Any]], compared: dict) -> list[str]:
+    """The final validation and test accuracies, and every metric a golden cell compares for
+    these runs (the seed's test cells compare the chosen checkpoint's)."""
+    golden = sorted({metric for run, metric in compared if run in runs})
+    return list(dict.fromkeys(["valid_acc_final", *golden, "test_acc_final"]))
+
+
+def measured_text(metrics: dict[str, Any] | None, metric: str, row: dict | None) -> str:
+    """A run's value of ``metric`` for a table cell: the statistic its golden cell compares
+    (the median of 5 seeds, say), else the run's value (the mean over its seeds), with the
+    statistic named when it summarizes several seeds."""
+    if not metrics:
+        return "missing"
+    if row is not None:
+        value, statistic, seeds = row["measured"], row["statistic"], row["seeds"]
+    else:
+        value, statistic, seeds = metrics.get(metric), "mean", len(metrics.get("seeds", {}))
+    if value is None:
+        return "no validation split" if metric.startswith("valid") else "missing"
+    return f"{value:.4f}" + (f" ({statistic} of {seeds})" if seeds > 1 else "")
+
+
 def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir: Path) -> Path:
     import matplotlib
 
@@ -52,7 +74,8 @@ def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir
             "curve": metrics_dir / name / "history.csv",
         }
     result = json.loads(comparison.read_text())
-    golden = {(r["run"], r["metric"]): r["golden"] for r in result["rows"]}
+    # The comparison's row of a cell: its golden value and the statistic it compares.
+    compared = {(r["run"], r["metric"]): r for r in result["rows"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = ["# Reproduction report", ""]
     if result.get("rehearsal"):
@@ -63,7 +86,7 @@ def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir
         mine = {k: r for k, r in runs.items() if r["recipe"] == recipe}
         sizes = sorted({r["size"] for r in mine.values()}, reverse=True)
         lines += [f"## Recipe `{recipe}`", ""]
-        for metric in ("valid_acc_final", "test_acc_final"):
+        for metric in shown_metrics(mine, compared):
             lines += [
                 f"{metric} (measured / golden):",
                 "",
@@ -80,14 +103,9 @@ def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir
                     if key is None:
                         cells.append("")
                         continue
-                    m = mine[key]["metrics"]
-                    if not m:
-                        measured = "missing"
-                    elif m[metric] is None:
-                        measured = "no validation split"
-                    else:
-                        measured = f"{m[metric]:.4f}"
-                    ref = golden.get((key, metric))
+                    row = compared.get((key, metric))
+                    measured = measured_text(mine[key]["metrics"], metric, row)
+                    ref = None if row is None else row["golden"]
                     cells.append(f"{measured} / {'no reference' if ref is None else f'{ref:.4f}'}")
                 lines.append(f"| v{version} | " + " | ".join(cells) + " |")
             lines.append("")

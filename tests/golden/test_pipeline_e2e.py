@@ -25,6 +25,7 @@ import pytest
 import torch
 import yaml
 
+from resnet_repro.kernels import portable_env
 from resnet_repro.pipeline import clone, prepare_cpu_workdir, run_cpu_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,12 +47,13 @@ GIT_IDENTITY = {
 
 
 def dvc(work: Path, *args: str) -> str:
+    """``dvc ARGS`` in ``work``, its stages on the CPU pipeline's portable kernels."""
     out = subprocess.run(
         ["dvc", *args],
         cwd=work,
         capture_output=True,
         text=True,
-        env={**os.environ, **GIT_IDENTITY},
+        env=portable_env({**os.environ, **GIT_IDENTITY}),
     )
     assert out.returncode == 0, f"dvc {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
     return out.stdout
@@ -124,6 +126,7 @@ def test_cpu_scale_pipeline_and_a_killed_repro_continues(tmp_path):
     proc = subprocess.Popen(
         ["dvc", "repro", stage],
         cwd=killed,
+        env=portable_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -162,7 +165,7 @@ def test_train_runs_shares_the_machine_and_dvc_records_them(tmp_path):
         cwd=work,
         capture_output=True,
         text=True,
-        env={**os.environ, **GIT_IDENTITY},
+        env=portable_env({**os.environ, **GIT_IDENTITY}),
     )
     assert out.returncode == 0, out.stdout + out.stderr
     status = dvc(work, "status", *(f"train@{r}" for r in runs))

@@ -194,3 +194,54 @@ def test_check_rehearsal_passes_a_complete_one_and_names_a_missing_run(tmp_path)
     assert check_rehearsal(tmp_path) == []
     (tmp_path / "results/runs/r/metrics.json").unlink()
     assert check_rehearsal(tmp_path) == ["r: no metrics.json"]
+
+
+def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_path):
+    """A median-of-5 cell shows the median, not the mean; the seed's test cell compares the
+    chosen checkpoint's accuracy, so the report has a row for it."""
+    from resnet_repro.report import write_report
+
+    runs = {
+        "paper-v2-n18": {"recipe": "paper", "version": 2, "resnet_size": 18},
+        "seed-v1-n18": {"recipe": "seed", "version": 1, "resnet_size": 18},
+    }
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"runs": runs}))
+    metrics = {
+        "paper-v2-n18": {
+            "test_acc_final": 0.3,
+            "test_acc_final_median": 0.2,
+            "seeds": {seed: {} for seed in "01234"},
+        },
+        "seed-v1-n18": {"valid_acc_final": 0.5, "test_acc_chosen": 0.6, "test_acc_final": 0.7},
+    }
+    for run, values in metrics.items():
+        (tmp_path / "m" / run).mkdir(parents=True)
+        (tmp_path / "m" / run / "metrics.json").write_text(
+            json.dumps({"valid_acc_final": None, **values})
+        )
+    rows = [
+        {
+            "run": "paper-v2-n18",
+            "metric": "test_acc_final",
+            "statistic": "median",
+            "seeds": 5,
+            "measured": 0.2,
+            "golden": 0.9454,
+        },
+        {
+            "run": "seed-v1-n18",
+            "metric": "test_acc_chosen",
+            "statistic": "single",
+            "seeds": 1,
+            "measured": 0.6,
+            "golden": 0.8981,
+        },
+    ]
+    comparison = tmp_path / "comparison.json"
+    comparison.write_text(json.dumps({"ok": False, "failed": ["x"], "rows": rows}))
+    report = write_report(params, tmp_path / "m", comparison, tmp_path / "report").read_text()
+    assert "| v2 | 0.2000 (median of 5) / 0.9454 |" in report
+    chosen = report.split("test_acc_chosen (measured / golden):")[1]
+    assert "| v1 | 0.6000 / 0.8981 |" in chosen.split("test_acc_final")[0]
+    assert "| v1 | 0.7000 / no reference |" in report
