@@ -301,9 +301,7 @@ def run_cpu_pipeline(
     portable CPU kernels the pinned table was made with (kernels.py); a CPU that cannot run
     them (no AVX2) is compared over five seeds with the several-seed table instead. Returns the
     wall time of ``dvc repro`` in seconds."""
-    if seeds is None and not can_pin():
-        print("This CPU cannot run the pinned table's kernels (AVX2): comparing five seeds.")
-        seeds = [0, 1, 2, 3, 4]
+    seeds = cpu_pipeline_seeds(seeds)
     clone(repo, workdir)
     prepare_cpu_workdir(workdir, seeds=seeds)
     start = time.perf_counter()
@@ -312,6 +310,16 @@ def run_cpu_pipeline(
         ["dvc", "repro", *targets], check=True, cwd=workdir, stdout=out, env=portable_env()
     )
     return time.perf_counter() - start
+
+
+def cpu_pipeline_seeds(seeds: list[int] | None) -> list[int] | None:
+    """The seeds the CPU-scale pipeline trains: those asked for; else one (params-cpu.yaml's,
+    compared with the pinned table) where this CPU runs the pinned kernels, and five (compared
+    with the several-seed table) where it cannot."""
+    if seeds is None and not can_pin():
+        print("This CPU cannot run the pinned table's kernels (AVX2): comparing five seeds.")
+        return [0, 1, 2, 3, 4]
+    return seeds
 
 
 def clone(repo: Path, dest: Path) -> None:

@@ -182,3 +182,14 @@ def test_several_seeds_are_compared_with_the_several_seed_table(tmp_path):
     params = load_params(tmp_path / "params.yaml")
     assert params["seeds"] == [0, 1, 2, 3, 4] and params["compare"]["golden"] == CPU_SEEDS_TABLE
     assert (repo / CPU_SEEDS_TABLE).is_file()
+
+
+def test_a_cpu_without_the_pinned_kernels_is_compared_over_five_seeds(monkeypatch, capsys):
+    from resnet_repro import pipeline
+
+    assert pipeline.cpu_pipeline_seeds([3]) == [3]
+    monkeypatch.setattr(pipeline, "can_pin", lambda: True)
+    assert pipeline.cpu_pipeline_seeds(None) is None  # params-cpu.yaml's one seed, pinned table
+    monkeypatch.setattr(pipeline, "can_pin", lambda: False)
+    assert pipeline.cpu_pipeline_seeds(None) == [0, 1, 2, 3, 4]
+    assert "cannot run the pinned table's kernels (AVX2)" in capsys.readouterr().out
