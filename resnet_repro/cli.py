@@ -363,7 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate RUN/model-{epoch}.ckpt for each epoch; writes RUN/eval-SPLIT.json.",
     )
     evaluate.add_argument("--run", type=Path, required=True, help="run directory")
-    evaluate.add_argument("--checkpoints", default="160:200:10", help="START:STOP:STEP or a,b,c")
+    evaluate.add_argument(
+        "--checkpoints",
+        default="160:200:10",
+        help="epochs: START:STOP:STEP or a,b,c (default 160:200:10, the seed's)",
+    )
     evaluate.add_argument("--split", choices=["valid", "test", "train"], default="valid")
     evaluate.add_argument("--data", help="data location, if not the one the run recorded")
     evaluate.add_argument("--device", default="auto")
@@ -443,8 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a byte-reproducible fake cifar-10-python.tar.gz for tests and demos.",
     )
     fake.add_argument("path", type=Path)
-    fake.add_argument("--train-per-batch", type=int, default=100)
-    fake.add_argument("--test-size", type=int, default=100)
+    fake.add_argument(
+        "--train-per-batch", type=positive_int, default=100, help="images per training batch"
+    )
+    fake.add_argument("--test-size", type=positive_int, default=100, help="test images")
     fake.add_argument("--seed", type=int, default=0)
     fake.set_defaults(handler=run_fake_archive)
 

@@ -303,6 +303,19 @@ class TrainConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (0: none), got {getattr(self, name)}")
+        # Each written as a range that NaN fails too.
+        inf = float("inf")
+        for name, ok, what in (
+            ("momentum", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+            ("bn_momentum", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            ("weight_decay", lambda v: 0.0 <= v < inf, "a finite number >= 0"),
+            ("lr_decay", lambda v: 0.0 < v < inf, "a finite number > 0"),
+            ("warmup_lr", lambda v: 0.0 < v < inf, "a finite number > 0"),
+        ):
+            if not ok(getattr(self, name)):
+                raise ConfigError(f"{name} must be {what}, got {getattr(self, name)}")
+        if self.optimizer == "adam" and self.nesterov:
+            raise ConfigError("nesterov is an option of the sgd optimizer; leave it off for adam")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ConfigError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -418,5 +431,9 @@ def make_config(recipe: str = DEFAULT_RECIPE, **overrides: Any) -> TrainConfig:
     ``custom`` starts from the dataclass defaults (the default recipe's values)."""
     if recipe not in RECIPES and recipe != "custom":
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} or custom")
+    if overrides.get("valid_fraction", 0) and "split_index" in overrides:
+        raise ConfigError(
+            "split_index and valid_fraction both say where validation starts; give one of them"
+        )
     values: dict[str, Any] = {"recipe": recipe, **RECIPES.get(recipe, {}), **overrides}
     return TrainConfig.from_dict(values)

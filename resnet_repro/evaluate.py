@@ -57,12 +57,15 @@ def parse_checkpoints(spec: str) -> list[int]:
     """``"160:200:10"`` -> [160, 170, 180, 190, 200] (inclusive); ``"50,100"`` -> [50, 100];
     both mix: ``"160:180:10,182"``."""
     epochs: list[int] = []
+    empty = None
     try:
         for part in str(spec).split(","):
             if ":" in part:
                 start, stop, step = (int(v) for v in part.split(":"))
                 if step < 1:
                     raise ValueError
+                if start > stop:
+                    empty = f"{part} names no epoch (START {start} is after STOP {stop})"
                 epochs += range(start, stop + 1, step)
             else:
                 epochs.append(int(part))
@@ -71,6 +74,8 @@ def parse_checkpoints(spec: str) -> list[int]:
             f"checkpoints {spec!r}: expected START:STOP:STEP (e.g. 160:200:10), a list "
             "(50,100) or both (160:180:10,182)"
         ) from e
+    if empty is not None:
+        raise ConfigError(f"checkpoints {spec!r}: {empty}; write START <= STOP")
     if not epochs:
         raise ConfigError(f"checkpoints {spec!r}: no epoch given")
     return sorted(set(epochs))
@@ -180,6 +185,11 @@ def evaluate_run(
     run_config = TrainConfig.load(run / "config.yaml")
     data_splits, md5 = load_eval_data(run, data, resolve_device(device), (split,))
     x, y = data_splits[split]
+    if len(y) == 0:
+        raise ConfigError(
+            f"{run}: the run keeps no {split} images (split_index {run_config.split_index}, "
+            f"valid_fraction {run_config.valid_fraction}); evaluate another --split, e.g. test"
+        )
     results = {}
     if echo:
         print("### Test or Validation ###")

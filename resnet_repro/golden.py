@@ -30,7 +30,7 @@ import yaml
 
 RULES = ("two_sided", "one_sided_below")
 STATISTICS = ("single", "mean", "median")
-FAILING = ("fail", "missing", "too few runs")
+FAILING = ("fail", "missing", "too few runs", "unknown metric")
 PROVENANCE = ("source", "recipe", "split", "metric", "checkpoint", "runs_per_cell")
 
 
@@ -115,6 +115,12 @@ def load_metrics(path: Path) -> dict[str, Any]:
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise GoldenError(f"{path}: metric {key!r} is {value}, not a finite number")
+        is_accuracy = "_acc_" in key and not key.endswith("_std")
+        if is_accuracy and isinstance(value, (int, float)) and not 0 <= value <= 1:
+            raise GoldenError(
+                f"{path}: {key} is {value}, not an accuracy in [0, 1] (a percentage? write "
+                f"{value / 100:g})"
+            )
     return metrics
 
 
@@ -126,7 +132,11 @@ def measured_value(cell: Cell, metrics: dict[str, Any]) -> tuple[float | None, i
     return metrics.get(cell.metric), seeds
 
 
-def verdict(cell: Cell, measured: float | None, seeds: int = 1) -> str:
+def verdict(cell: Cell, measured: float | None, seeds: int = 1, known: bool = True) -> str:
+    """The cell's verdict; ``known``: whether the run's metrics name the cell's metric at all
+    (a misspelled metric is named as such, not passed off as a missing run)."""
+    if not known:
+        return "unknown metric"
     if measured is None:
         return "missing"
     if seeds < cell.runs:
@@ -143,6 +153,11 @@ def verdict(cell: Cell, measured: float | None, seeds: int = 1) -> str:
 
 def compare(tables: list[Path], metrics_dir: Path) -> dict[str, Any]:
     """Every cell of every table against ``metrics_dir/<run>/metrics.json``."""
+    if not Path(metrics_dir).is_dir():
+        raise GoldenError(
+            f"{metrics_dir}: no such metrics folder (the evaluate stage writes one metrics.json "
+            "per run into it: evaluate --metrics-dir)"
+        )
     rows, provenance, rehearsal = [], {}, False
     for table in tables:
         prov, cells = load_table(table)
@@ -164,7 +179,9 @@ def compare(tables: list[Path], metrics_dir: Path) -> dict[str, Any]:
                     "golden": cell.golden,
                     "rule": cell.rule,
                     "points": cell.points,
-                    "verdict": verdict(cell, measured, seeds),
+                    "verdict": verdict(
+                        cell, measured, seeds, known=not metrics or cell.metric in metrics
+                    ),
                 }
             )
     failed = [f"{r['run']}:{r['metric']}" for r in rows if r["verdict"] in FAILING]

@@ -26,6 +26,7 @@ from resnet_repro.config import ConfigError
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROVENANCE = "provenance.json"
 HISTORY = "history.jsonl"
+LOCK = ".lock"
 
 
 class RunFolderError(Exception):
@@ -106,8 +107,9 @@ def now() -> str:
 def run_folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` while a run writes it: a second training process
     into the same folder would interleave its history and checkpoints with the first's. The
-    operating system releases the lock when the process dies, so a killed run leaves none."""
-    with open(folder / ".lock", "a+") as f:
+    operating system releases the lock when the process dies, so a killed run holds none (its
+    ``.lock`` file stays, naming the last holder, and blocks nothing)."""
+    with open(folder / LOCK, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -46,6 +46,7 @@ from resnet_repro.evaluate import evaluate_model
 from resnet_repro.image_utils import Normalization, crop_flip_unchecked, draw_crop_flip
 from resnet_repro.run_folder import (
     HISTORY,
+    LOCK,
     append_history,
     append_segment,
     code_version,
@@ -311,6 +312,11 @@ class Trainer:
             resume: continue from ``out_dir/last.ckpt`` (an error if it is missing).
             allow_changes: let a resume change the experiment's config (recorded).
         """
+        if resume and not self.out_dir.is_dir():
+            raise ConfigError(
+                f"--resume: {self.out_dir} does not exist; check the --out folder, or leave out "
+                "--resume to start a new run there"
+            )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # Rank 0 writes the folder, so it alone holds the lock.
         lock = run_folder_lock(self.out_dir) if self.dist.is_main else contextlib.nullcontext()
@@ -338,12 +344,30 @@ class Trainer:
                     "--resume to start a new run there"
                 )
             changes = self.restore(source, allow_changes=allow_changes)
+            if self.epoch > self.config.epochs:
+                raise ConfigError(
+                    f"{out} is at epoch {self.epoch}: --epochs {self.config.epochs} would train "
+                    f"nothing and record a shorter run; give --epochs {self.epoch} or more"
+                )
             history = [h for h in read_history(history_path) if h["epoch"] <= self.epoch]
+            if self.epoch >= self.config.epochs or self.global_step >= self.total_steps:
+                self._say(
+                    f"{out} is complete (epoch {self.epoch} of {self.config.epochs}, step "
+                    f"{self.global_step}): nothing to train."
+                )
+                return history
             self._say(f"Resuming {out} from epoch {self.epoch} (step {self.global_step}).")
         elif last.exists() or any(out.glob("model-*.ckpt")):
             raise ConfigError(
                 f"{out} already holds checkpoints; pass --resume to continue it or choose "
                 "another output folder"
+            )
+        elif held := sorted(p.name for p in out.iterdir() if p.name != LOCK):
+            # Never write over what a user had: another run's records, or any other files.
+            shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+            raise ConfigError(
+                f"{out} already holds files ({shown}); a new run needs an empty or new folder: "
+                "choose another --out"
             )
         else:
             history = []

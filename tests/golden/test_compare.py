@@ -338,3 +338,18 @@ def test_verdict_counts_one_run_unless_told_otherwise():
 
     two = Cell("t", "r", "m", 0.9, "two_sided", 1.0, statistic="mean", runs=2)
     assert verdict(two, 0.9) == "too few runs" and verdict(two, 0.9, seeds=2) == "pass"
+
+
+def test_a_misspelled_metric_is_named_not_passed_off_as_a_missing_run(tmp_path):
+    table = write_table(tmp_path / "t.yaml", [cell("r", 0.9, metric="test_acc_finall")])
+    write_metrics(tmp_path / "m", "r", test_acc_final=0.9)
+    result = compare([table], tmp_path / "m")
+    assert [row["verdict"] for row in result["rows"]] == ["unknown metric"]
+    assert result["failed"] == ["r:test_acc_finall"] and "unknown metric" in markdown(result)
+
+
+def test_an_accuracy_written_as_a_percentage_is_refused(tmp_path):
+    table = write_table(tmp_path / "t.yaml", [cell("r", 0.9)])
+    write_metrics(tmp_path / "m", "r", valid_acc_final=86.0)
+    with pytest.raises(GoldenError, match=r"valid_acc_final is 86.0, not an accuracy in \[0, 1\]"):
+        compare([table], tmp_path / "m")

@@ -94,7 +94,7 @@ BAD_INPUTS = [
     ("train --out {archive} --data {archive}", "is a file; name a folder for the run"),
     (
         "train --out {tmp}/typo --data {archive} --valid-fraction 0.2 --resume",
-        "last.ckpt does not exist",
+        "typo does not exist; check the --out folder",
     ),
     (
         "train --out {run} --data {archive} --valid-fraction 0.2 --version 1 --resnet-size 1 "
@@ -125,6 +125,27 @@ BAD_INPUTS = [
     ("predict --checkpoint {tmp} {archive}", "no such checkpoint"),
     ("predict --checkpoint {run}/model-1.ckpt {archive}", "cannot read as an image"),
     ("fetch --dest {tmp}/d --archive {tmp}/none.tar.gz", "none.tar.gz: archive not found"),
+    # The first hour, second pass: settings that trained NaN or were recorded but ignored.
+    ("train --out {tmp}/r --data {archive} --momentum inf", "momentum must be in [0, 1), got inf"),
+    ("train --out {tmp}/r --data {archive} --momentum -0.5", "momentum must be in [0, 1)"),
+    ("train --out {tmp}/r --data {archive} --weight-decay -1", "weight_decay must be a finite"),
+    ("train --out {tmp}/r --data {archive} --weight-decay nan", "weight_decay must be a finite"),
+    ("train --out {tmp}/r --data {archive} --bn-momentum nan", "bn_momentum must be in [0, 1]"),
+    ("train --out {tmp}/r --data {archive} --optimizer adam --nesterov", "option of the sgd"),
+    (
+        "train --out {tmp}/r --data {archive} --valid-fraction 0.1 --split-index 100",
+        "split_index and valid_fraction both say where validation starts; give one of them",
+    ),
+    # A folder holding anything but a run's checkpoints (the current folder, for --out '').
+    (
+        "train --out {run}/.. --data {archive} --valid-fraction 0.2",
+        "already holds files (run); a new run needs an empty or new folder",
+    ),
+    ("evaluate --run {run} --checkpoints 5:1:1", "5:1:1 names no epoch (START 5 is after STOP 1)"),
+    (
+        "compare --golden tests/golden/tables/cpu.yaml --metrics-dir {tmp}/nosuch --out {tmp}/c",
+        "nosuch: no such metrics folder",
+    ),
 ]
 
 
@@ -138,6 +159,55 @@ def test_each_bad_input_gets_one_line_and_changes_nothing(
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1, err
     assert files_of(trained_run) == before
+
+
+def test_a_refused_resume_creates_no_folder(fake_archive, tmp_path, capsys):
+    out = tmp_path / "typo"
+    assert main(["train", "--out", str(out), "--data", str(fake_archive), "--resume"]) == 1
+    assert not out.exists()
+
+
+def test_an_empty_out_is_the_current_folder_and_is_refused(fake_archive, tmp_path, monkeypatch):
+    """An unset $RUN in `--out "$RUN"`: the user's files in the current folder stay theirs."""
+    (tmp_path / "config.yaml").write_text("mine\n")
+    monkeypatch.chdir(tmp_path)
+    options = ["--data", str(fake_archive), "--valid-fraction", "0.2", "--device", "cpu"]
+    assert main(["train", "--out", "", *options]) == 1
+    assert (tmp_path / "config.yaml").read_text() == "mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "config.yaml"]
+
+
+def test_a_folder_of_records_without_checkpoints_is_not_overwritten(
+    fake_archive, trained_run, tmp_path, capsys
+):
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("config.yaml", "history.jsonl", "provenance.json"):
+        (old / name).write_bytes((trained_run / name).read_bytes())
+    before = files_of(old)
+    options = ["--data", str(fake_archive), "--valid-fraction", "0.2", "--device", "cpu"]
+    assert main(["train", "--out", str(old), *options]) == 1
+    assert "already holds files (config.yaml, history.jsonl, provenance.json)" in (
+        capsys.readouterr().err
+    )
+    assert {k: v for k, v in files_of(old).items() if k.name != ".lock"} == before
+
+
+def test_resuming_a_finished_run_says_so_and_records_nothing(trained_run, capsys):
+    before = files_of(trained_run)
+    config = str(trained_run / "config.yaml")
+    assert main(["train", "--config", config, "--out", str(trained_run), "--resume"]) == 0
+    assert "is complete (epoch 1 of 1, step" in capsys.readouterr().out
+    assert files_of(trained_run) == before
+
+
+def test_fake_archive_sizes_must_be_positive(tmp_path, capsys):
+    for option in ("--train-per-batch", "--test-size"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["fake-archive", str(tmp_path / "a.tar.gz"), option, "0"])
+        assert exit_.value.code == 2
+        assert "must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "a.tar.gz").exists()
 
 
 def test_predict_top_must_be_positive(capsys):

@@ -99,6 +99,14 @@ def test_yaml_and_json_round_trip(tmp_path):
         ({"bn_groups": 3}, r"^bn_groups 3 must divide batch_size 128$"),
         ({"v1_shortcut": "C"}, r"v1_shortcut must be one of \('A', 'B'\)"),
         ({"colour": "red"}, "unknown config fields: colour"),
+        ({"momentum": float("inf")}, r"^momentum must be in \[0, 1\), got inf$"),
+        ({"momentum": -0.5}, r"^momentum must be in \[0, 1\), got -0.5$"),
+        ({"bn_momentum": float("nan")}, r"^bn_momentum must be in \[0, 1\], got nan$"),
+        ({"weight_decay": -1.0}, r"^weight_decay must be a finite number >= 0, got -1.0$"),
+        ({"weight_decay": float("nan")}, r"^weight_decay must be a finite number >= 0, got nan$"),
+        ({"lr_decay": 0.0}, r"^lr_decay must be a finite number > 0, got 0.0$"),
+        ({"optimizer": "adam", "nesterov": True}, "nesterov is an option of the sgd optimizer"),
+        ({"valid_fraction": 0.1, "split_index": 100}, "give one of them"),
     ],
 )
 def test_bad_fields(overrides, message):

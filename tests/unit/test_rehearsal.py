@@ -97,6 +97,8 @@ def test_a_run_without_validation_is_evaluated_and_reported(fake_archive, tmp_pa
     )
     line = capsys.readouterr().out
     assert "valid none (no validation split), test 0." in line
+    assert main(["evaluate", "--run", str(run), "--checkpoints", "2", "--split", "valid"]) == 1
+    assert "the run keeps no valid images" in capsys.readouterr().err
     metrics = json.loads((metrics_dir / "paper-v1-n1" / "metrics.json").read_text())
     assert metrics["valid_acc_final"] is None and metrics["chosen_epoch"] == 2
     assert metrics["rehearsal"] is False

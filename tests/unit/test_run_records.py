@@ -53,8 +53,12 @@ def test_resume_with_another_experiment_is_refused_then_recorded_when_allowed(
 def test_resume_into_a_folder_without_checkpoint_says_so(fake_archive, tmp_path):
     from resnet_repro.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"last.ckpt does not exist; check the --out folder"):
+    with pytest.raises(ConfigError, match=r"typo does not exist; check the --out folder"):
         train(tiny_config(fake_archive), tmp_path / "typo", resume=True, echo=False)
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"last.ckpt does not exist; check the --out folder"):
+        train(tiny_config(fake_archive), tmp_path / "empty", resume=True, echo=False)
 
 
 def test_code_version_of_a_copy_inside_another_repository_is_unknown(tmp_path):
