@@ -362,8 +362,11 @@ class Trainer:
                 f"{out} already holds checkpoints; pass --resume to continue it or choose "
                 "another output folder"
             )
-        elif held := sorted(p.name for p in out.iterdir() if p.name != LOCK):
+        elif self.dist.is_main and (
+            held := sorted(p.name for p in out.iterdir() if p.name != LOCK)
+        ):
             # Never write over what a user had: another run's records, or any other files.
+            # Rank 0 alone looks: the others would find the records it has begun to write.
             shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
             raise ConfigError(
                 f"{out} already holds files ({shown}); a new run needs an empty or new folder: "
