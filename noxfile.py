@@ -112,7 +112,8 @@ def mutants(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def gpu(session: nox.Session) -> None:
     """The GPU side in one command, in the current environment (the CUDA torch already
-    installed; no package access needed): the CUDA test tier, the CUDA benchmarks and a short
-    training run on ARCHIVE, summarized in gpu-check/summary.{md,json}.
+    installed; no package access needed): the CUDA test tier, the CUDA benchmarks, the
+    rehearsal of params.yaml (where dvc is installed) and a short training run on ARCHIVE,
+    summarized in gpu-check/summary.{md,json}.
     `nox -s gpu -- --archive cifar-10-python.tar.gz`"""
     session.run("python", ".ci/gpu_check.py", "--out", "gpu-check", *session.posargs)
