@@ -70,7 +70,8 @@ def prepare_rehearsal(workdir: Path) -> dict[str, Any]:
     params = load_params(workdir / "params.yaml")
     rehearsed = rehearsal_params(params, override, md5_of(archive))
     (workdir / "params.yaml").write_text(yaml.safe_dump(rehearsed, sort_keys=False, width=100))
-    record = {"override": str(OVERRIDE), "data": rehearsed["data"], **override}
+    data = {**override["data"], "md5": rehearsed["data"]["md5"]}
+    record = {"override": str(OVERRIDE), **override, "data": data}
     (workdir / "rehearsal.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 

@@ -43,6 +43,9 @@ def test_rehearsal_runs_every_path_of_the_committed_study(tmp_path):
     committed = yaml.safe_load((REPO / "params.yaml").read_text())
     rehearsed = yaml.safe_load((work / "params.yaml").read_text())
     assert rehearsed["runs"].keys() == committed["runs"].keys()
+    recorded = json.loads((work / "rehearsal.json").read_text())  # the override, as applied
+    assert recorded["data"]["md5"] == rehearsed["data"]["md5"]
+    assert recorded["train_defaults"].items() <= rehearsed["train_defaults"].items()
     stages = set(done.stdout.split("Running stage '")[1:])
     ran = {s.split("'")[0] for s in stages}
     for run in committed["runs"]:
