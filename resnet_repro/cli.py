@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import typing
+import warnings
 from pathlib import Path
 
 from resnet_repro import __version__
@@ -300,15 +301,21 @@ def run_fetch(args: argparse.Namespace) -> int:
         if args.source is not None:
             is_url = "://" in args.source
             url, archive = (args.source, None) if is_url else (None, Path(args.source))
-        batches = fetch_cifar10(
-            args.dest,
-            url=url or OFFICIAL_URL,
-            md5=args.md5 or OFFICIAL_MD5,
-            archive=archive,
-            progress=sys.stderr.isatty(),
-        )
+        # The library warns about data other than the official archive; a user reads it as
+        # one line of the command's, not as a Python warning with a source line.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            batches = fetch_cifar10(
+                args.dest,
+                url=url or OFFICIAL_URL,
+                md5=args.md5 or OFFICIAL_MD5,
+                archive=archive,
+                progress=sys.stderr.isatty(),
+            )
     except DataError as e:
         return fail("fetch", e)
+    for warning in caught:
+        print(f"resnet-repro fetch: note: {warning.message}", file=sys.stderr)
     print(f"CIFAR-10 ready at {batches}")
     return 0
 

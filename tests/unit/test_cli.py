@@ -238,3 +238,16 @@ def test_an_image_too_large_to_decode_safely_is_one_line(
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "big.png")]) == 1
     err = capsys.readouterr().err
     assert "big.png: cannot read as an image" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fetch_of_another_archive_notes_it_in_one_line(fake_archive, tmp_path, capsys):
+    from resnet_repro.cifar import md5_of
+
+    md5 = md5_of(fake_archive)
+    assert (
+        main(["fetch", "--dest", str(tmp_path), "--archive", str(fake_archive), "--md5", md5]) == 0
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("resnet-repro fetch: note: fetch_cifar10: md5 ")
+    assert "not the official archive's" in err and "UserWarning" not in err
+    assert len(err.strip().splitlines()) == 1
