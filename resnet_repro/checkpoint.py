@@ -112,4 +112,9 @@ def _reason(path: Path, error: Exception) -> str:
     if "WeightsUnpickler error:" in text:
         detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
         return f"it holds something other than tensors and plain values: {detail}"
+    if text.startswith("Weights only load failed"):
+        # The first paragraph is torch's advice to load unsafely; the reason comes after it.
+        paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+        detail = paragraphs[1].splitlines()[0] if len(paragraphs) > 1 else "refused by torch"
+        return f"it holds something other than tensors and plain values: {detail}"
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__

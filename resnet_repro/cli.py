@@ -114,6 +114,11 @@ def run_train(args: argparse.Namespace) -> int:
         return INTERRUPTED
     except (*USER_ERRORS, TrainingError) as e:
         return fail("train", e)
+    except OSError as e:  # a folder that cannot be written: read-only, /proc, a full disk
+        where = e.filename or args.out
+        return fail(
+            "train", OSError(f"cannot write {where}: {e.strerror or e}; choose another --out")
+        )
     return 0
 
 
@@ -186,6 +191,8 @@ def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
         seconds = run_cpu_pipeline(args.repo.resolve(), args.workdir, seeds=args.seeds)
     except subprocess.CalledProcessError as e:
         return fail("cpu-pipeline", RuntimeError(f"{e.cmd} failed with exit status {e.returncode}"))
+    except USER_ERRORS as e:
+        return fail("cpu-pipeline", e)
     print(f"CPU-scale pipeline: dvc repro took {seconds:.1f} s; results in {args.workdir}/results")
     comparison = json.loads((args.workdir / "results" / "comparison.json").read_text())
     if not comparison["ok"]:
@@ -219,7 +226,10 @@ def run_cpu_golden(args: argparse.Namespace) -> int:
 
     if not_empty(args.workdir):
         return fail("cpu-golden", ValueError(f"{args.workdir} is not empty"))
-    make_cpu_golden(args.repo.resolve(), args.workdir, args.seeds, args.out)
+    try:
+        make_cpu_golden(args.repo.resolve(), args.workdir, args.seeds, args.out)
+    except USER_ERRORS as e:
+        return fail("cpu-golden", e)
     print(f"golden table written to {args.out}")
     return 0
 

@@ -73,6 +73,8 @@ def fetch_cifar10(
     warning. A second call with everything in place does no work.
     """
     dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise DataError(f"{dest}: --dest is a file; name a folder to put CIFAR-10 in")
     dest.mkdir(parents=True, exist_ok=True)
     md5 = md5.lower()
     if md5 != OFFICIAL_MD5:

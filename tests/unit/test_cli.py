@@ -141,6 +141,9 @@ BAD_INPUTS = [
         "train --out {run}/.. --data {archive} --valid-fraction 0.2",
         "already holds files (run); a new run needs an empty or new folder",
     ),
+    ("fetch --dest {archive} --archive {archive}", "--dest is a file; name a folder"),
+    ("cpu-pipeline --repo {tmp} --workdir {tmp}/w", "cannot git clone"),
+    ("train --out /proc/resnet-repro --data {archive} --valid-fraction 0.2", "cannot write"),
     ("evaluate --run {run} --checkpoints 5:1:1", "5:1:1 names no epoch (START 5 is after STOP 1)"),
     (
         "compare --golden tests/golden/tables/cpu.yaml --metrics-dir {tmp}/nosuch --out {tmp}/c",
