@@ -75,19 +75,35 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
-def check_architecture(state: dict[str, Any], config: TrainConfig, path: Path) -> None:
-    """CheckpointError listing each architecture field where ``state`` and ``config`` differ."""
+def check_architecture(
+    state: dict[str, Any], config: TrainConfig, path: Path, *, resuming: bool = True
+) -> None:
+    """CheckpointError listing each architecture field where ``state`` and ``config`` differ,
+    with what to do: for a resume, the network options that continue the checkpoint's run;
+    for an evaluation, that the run folder's config.yaml and its checkpoint disagree."""
     saved = state["config"]
     diff = [
         f"{k} {saved.get(k)!r} (checkpoint) vs {getattr(config, k)!r} (run)"
         for k in ARCHITECTURE_FIELDS
         if saved.get(k) != getattr(config, k)
     ]
-    if diff:
-        raise CheckpointError(
-            f"{path}: checkpoint of another architecture: {'; '.join(diff)}. To continue this "
-            f"run, pass --config {path.parent / 'config.yaml'} --resume"
+    if not diff:
+        return
+    if resuming:
+        options = " ".join(
+            f"--{k.replace('_', '-')} {saved.get(k)}"
+            for k in ARCHITECTURE_FIELDS
+            if saved.get(k) != getattr(config, k)
         )
+        advice = f"resume with {options} to continue it, or train into another --out"
+    else:
+        advice = (
+            f"{path.parent / 'config.yaml'} does not describe this checkpoint's network; put the "
+            "run folder's own config.yaml back, or evaluate the checkpoint with predict"
+        )
+    raise CheckpointError(
+        f"{path}: checkpoint of another architecture: {'; '.join(diff)}. To go on, {advice}"
+    )
 
 
 def check_device_type(state: dict[str, Any], device_type: str, path: Path) -> None:

@@ -102,7 +102,7 @@ def model_from_checkpoint(
     except ValueError as e:  # ConfigError included
         raise CheckpointError(f"{path}: the recorded config is not valid here ({e})") from e
     if expected is not None:
-        check_architecture(state, expected, path)
+        check_architecture(state, expected, path, resuming=False)
     model = build_model(config)
     try:
         model.load_state_dict(state["model"])

@@ -81,8 +81,11 @@ def test_architecture_and_device_checks_name_what_differs():
     check_architecture(state, make_config("paper", version=1, resnet_size=3, lr=0.5), Path("c"))
     with pytest.raises(CheckpointError, match=r"resnet_size 3 \(checkpoint\) vs 5 \(run\)"):
         check_architecture(state, make_config("paper", version=1, resnet_size=5), Path("c"))
-    with pytest.raises(CheckpointError, match=r"pass --config .*config.yaml --resume"):
-        check_architecture(state, make_config("seed", version=1, resnet_size=3), Path("r/c"))
+    seed = make_config("seed", version=1, resnet_size=3)  # shortcut B where paper has A
+    with pytest.raises(CheckpointError, match=r"resume with --v1-shortcut A to continue it"):
+        check_architecture(state, seed, Path("r/c"))
+    with pytest.raises(CheckpointError, match=r"r/config.yaml does not describe this checkpoint"):
+        check_architecture(state, seed, Path("r/c"), resuming=False)
     check_device_type({"device_type": "cuda"}, "cuda", Path("c"))
     check_device_type({}, "cpu", Path("c"))  # checkpoints from before the field: CPU
     with pytest.raises(CheckpointError, match=r"on cuda, but this run is on cpu"):

@@ -103,7 +103,8 @@ BAD_INPUTS = [
     ),
     (
         "train --out {run} --data {archive} --resnet-size 2 --resume",
-        "checkpoint of another architecture: resnet_size 1 (checkpoint) vs 2 (run)",
+        "checkpoint of another architecture: resnet_size 1 (checkpoint) vs 2 (run). To go on, "
+        "resume with --resnet-size 1 to continue it",
     ),
     (
         "train --out {run} --data {archive} --valid-fraction 0.2",
