@@ -211,6 +211,11 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
     try:
         with Image.open(path) as img:
+            if img.mode.startswith("I"):
+                # 16-bit (and 32-bit integer) grey: Pillow's RGB conversion clips every value
+                # above 255 to white; scale the 16-bit range down to 8 bits instead.
+                grey = np.asarray(img, dtype=np.int64) >> 8
+                img = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))
             rgb = img.convert("RGB")
             if rgb.size != (32, 32):
                 rgb = rgb.resize((32, 32), Image.Resampling.BILINEAR)
