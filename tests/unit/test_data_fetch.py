@@ -241,6 +241,7 @@ def test_a_second_fetch_into_the_same_folder_waits_for_the_first(fake_archive, t
     the data in place and does nothing (one .part file, never two writers)."""
     import fcntl
     import os
+    import select
     import subprocess
     import sys
     import time
@@ -254,8 +255,15 @@ def test_a_second_fetch_into_the_same_folder_waits_for_the_first(fake_archive, t
     second = subprocess.Popen(
         [*cmd, "--archive", str(archive), "--md5", md5], stderr=subprocess.PIPE, text=True
     )
-    time.sleep(3)
-    assert second.poll() is None and not (dest / BATCH_DIR).exists()  # waiting
+    # Wait for the second to say it is waiting (however long a loaded machine takes to start
+    # it), never for a fixed time.
+    deadline = time.monotonic() + 300
+    said = ""
+    while "waiting for it to finish" not in said:
+        assert second.poll() is None, f"the second fetch ended instead of waiting: {said}"
+        assert time.monotonic() < deadline, f"the second fetch never waited: {said}"
+        if select.select([second.stderr], [], [], 1.0)[0]:
+            said += second.stderr.readline()
+    assert not (dest / BATCH_DIR).exists()  # it waits, having written nothing
     os.close(fd)  # the first one ends
-    assert second.wait(timeout=60) == 0 and (dest / BATCH_DIR).is_dir()
-    assert "waiting for it to finish" in second.stderr.read()
+    assert second.wait(timeout=300) == 0 and (dest / BATCH_DIR).is_dir()
