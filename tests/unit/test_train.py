@@ -160,7 +160,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     proc = run_cli(
         [*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while not (killed / "model-2.ckpt").exists() and time.time() < deadline:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
