@@ -170,11 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     steps["cuda tier (pytest -m cuda)"] = run_step("cuda-tier", tier, left(keep + 180), out)
     steps["cuda tier (pytest -m cuda)"]["figures"] = junit_counts(junit)
 
-    # The whole-step graph benchmarks first (they compile nothing); then the rest, whose
-    # torch.compile of the deep nets takes minutes and may meet the deadline.
+    # The benchmarks that compile nothing first (whole-step graphs, grouped BN's step); then
+    # the rest, whose torch.compile of the deep nets takes minutes and may meet the deadline.
+    first = "train_epoch_graph or grouped_bn"
     for slug, name, selection, reserve in (
-        ("graphs", "cuda benchmarks, whole-step graphs", "cuda and train_epoch_graph", 60),
-        ("others", "other cuda benchmarks", "cuda and not train_epoch_graph", 0),
+        ("graphs", "cuda benchmarks, whole-step graphs and grouped BN", f"cuda and ({first})", 60),
+        ("others", "other cuda benchmarks", f"cuda and not ({first})", 0),
     ):
         bench_json = out / f"benchmarks-{slug}.json"
         bench = [

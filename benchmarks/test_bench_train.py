@@ -6,12 +6,14 @@ Fast path: channels_last and bf16 autocast everywhere, plus torch.compile on CUD
 Targets: fast path >= 1.2x eager for v1 n=3 on CPU; the loop adds < 5% to pure steps.
 """
 
+import statistics
 import time
 
 import pytest
 import torch
 from torch import nn
 
+from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.config import make_config
 from resnet_repro.evaluate import evaluate_model
 from resnet_repro.image_utils import Normalization
@@ -201,3 +203,46 @@ def test_epoch_loop_overhead(benchmark, record_ratio, device, epoch_archive, tmp
         )
         record_ratio("epoch_loop", device, seconds["pure"] / seconds["loop"])
         assert overhead < 0.05, f"the loop adds {overhead:.1%} to pure steps"
+
+
+def test_grouped_bn_step_vs_plain_bn_step(benchmark, record_ratio, device, tmp_path):
+    """A training step of the paper recipe's BN groups (128 images forwarded as 2 groups of 64,
+    train.py's ``_step``) against the same step with BN over the whole batch, v1 n=3. The two
+    alternate step by step, so drifts of a noisy machine hit both alike. Target: the grouped
+    step costs at most 1.05x the plain one (before this loop, a BatchNorm2d subclass splitting
+    each BN's input cost 1.07-1.25x on the 2-core CPU)."""
+    archive = write_fake_cifar10(tmp_path / "a.tar.gz", train_per_batch=40, test_size=10, seed=0)
+    steps = {}
+    for name, group in (("grouped", 64), ("plain", 0)):
+        config = make_config(
+            "paper",
+            version=1,
+            resnet_size=3,
+            bn_group_images=group,
+            data=str(archive),
+            valid_fraction=0.1,
+            device=device,
+        )
+        steps[name] = Trainer(config, tmp_path / name, echo=False, progress=False)._step
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(BATCH, 3, 32, 32, device=device, generator=gen)
+    y = torch.randint(0, 10, (BATCH,), device=device, generator=gen)
+    seconds = {"grouped": [], "plain": []}
+
+    def alternating():
+        for _ in range(15 if device == "cpu" else 50):
+            for name, step in steps.items():
+                start = time.perf_counter()
+                step(x, y)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                seconds[name].append(time.perf_counter() - start)
+
+    for step in steps.values():
+        step(x, y)
+    benchmark.pedantic(alternating, rounds=1, warmup_rounds=0, iterations=1)
+    if benchmark.enabled:
+        cost = statistics.median(seconds["grouped"]) / statistics.median(seconds["plain"])
+        benchmark.extra_info.update(grouped_vs_plain_cost=cost)
+        record_ratio("train_step-bn_groups-v1-n3", device, 1 / cost)
+        assert cost <= 1.05, f"a grouped-BN step costs {cost:.3f}x a plain-BN step on {device}"

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from resnet_repro.atomic import write_atomic
-from resnet_repro.config import ARCHITECTURE_FIELDS, TrainConfig
+from resnet_repro.config import TrainConfig
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -82,19 +82,12 @@ def check_architecture(
     with what to do: for a resume, the network options that continue the checkpoint's run;
     for an evaluation, that the run folder's config.yaml and its checkpoint disagree."""
     saved = state["config"]
-    diff = [
-        f"{k} {saved.get(k)!r} (checkpoint) vs {getattr(config, k)!r} (run)"
-        for k in ARCHITECTURE_FIELDS
-        if saved.get(k) != getattr(config, k)
-    ]
+    differ = [k for k in config.architecture_fields() if saved.get(k) != getattr(config, k)]
+    diff = [f"{k} {saved.get(k)!r} (checkpoint) vs {getattr(config, k)!r} (run)" for k in differ]
     if not diff:
         return
     if resuming:
-        options = " ".join(
-            f"--{k.replace('_', '-')} {saved.get(k)}"
-            for k in ARCHITECTURE_FIELDS
-            if saved.get(k) != getattr(config, k)
-        )
+        options = " ".join(option(k, saved.get(k)) for k in differ)
         advice = f"resume with {options} to continue it, or train into another --out"
     else:
         advice = (
@@ -104,6 +97,14 @@ def check_architecture(
     raise CheckpointError(
         f"{path}: checkpoint of another architecture: {'; '.join(diff)}. To go on, {advice}"
     )
+
+
+def option(name: str, value: Any) -> str:
+    """The command-line option that sets field ``name`` to ``value``."""
+    flag = f"--{name.replace('_', '-')}"
+    if isinstance(value, bool):
+        return flag if value else f"--no-{name.replace('_', '-')}"
+    return f"{flag} {value}"
 
 
 def check_device_type(state: dict[str, Any], device_type: str, path: Path) -> None:

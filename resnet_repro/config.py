@@ -3,8 +3,11 @@
 ``TrainConfig`` holds every hyper-parameter of a run in one place; the training engine reads
 nothing else. A recipe is a named set of field values applied before the user's overrides:
 
-* ``seed``: the seed report's setup, quirks included (Adam at 1e-3 without weight decay, BN
-  momentum argument 0.997, constant learning rate, 200 epochs, checkpoints every 10 epochs).
+* ``seed``: the seed report's protocol, quirks included: Adam, a constant learning rate, 200
+  epochs on the first 45,000 training images with checkpoints every 10 (validated at 160-200),
+  then 10 more epochs on all 50,000 from the epoch-200 model, which is the model tested (its
+  Figs. 10-11); BN momentum argument 0.997 where its ``batch_norm_relu_layer`` was used (Fig. 4).
+  Assumptions, not in the report: lr 1e-3, batch 128 and weight decay 0 (see ``RECIPES``).
 * ``paper``: He et al. 2015, Sec. 4.2 (SGD momentum 0.9, weight decay 1e-4, batch 128, lr 0.1
   divided by 10 at 32k and 48k iterations, stop at 64k iterations; lr 0.01 for the first 400
   iterations when depth >= 110; identity shortcuts with zero padding; per-pixel mean
@@ -35,8 +38,18 @@ import yaml
 
 from resnet_repro.net import resnet_depth
 
-# The fields that decide the network's shape: a checkpoint fits only a config equal on these.
-ARCHITECTURE_FIELDS = ("version", "resnet_size", "num_classes", "first_num_filters", "v1_shortcut")
+# The fields that decide the network: a checkpoint fits only a config equal on these (on
+# those of its version: VERSION_ONLY_FIELDS).
+ARCHITECTURE_FIELDS = (
+    "version",
+    "resnet_size",
+    "num_classes",
+    "first_num_filters",
+    "v1_shortcut",
+    "v2_projection_bn",
+    "bottleneck_stride",
+)
+VERSION_ONLY_FIELDS = {1: ("v1_shortcut",), 2: ("v2_projection_bn", "bottleneck_stride")}
 
 
 class ConfigError(ValueError):
@@ -46,16 +59,34 @@ class ConfigError(ValueError):
 # Each recipe sets every field of RECIPE_FIELDS (a test holds this), so a recipe reads
 # completely in one place and no value comes from another recipe or a hidden rule.
 RECIPES: dict[str, dict[str, Any]] = {
-    # The seed report's setup, quirks included.
+    # The seed report's protocol, quirks included. "Fig." is a figure of the seed report
+    # (../shared/seed/resnet-cifar10-assignment-report.txt); "skeleton" is the assignment's
+    # main.py/NetWork.py/Model.py that the report's code completes.
     "seed": {
-        "v1_shortcut": "B",
-        "bn_momentum": 0.997,  # the seed's TensorFlow decay passed as PyTorch momentum
-        "bn_groups": 1,
+        "v1_shortcut": "B",  # 1x1 convolution + BN where the shape changes (Fig. 6)
+        # Fig. 4: batch_norm_relu_layer's default momentum=0.997, TensorFlow's decay passed as
+        # PyTorch's momentum. The skeleton's NetWork.py builds that layer after v1's first
+        # convolution and in v2's output layer only; the blocks and shortcuts build
+        # nn.BatchNorm2d with PyTorch's default 0.1 (Figs. 5-7). Fig. 3, the bottleneck block,
+        # shows no code: assumed nn.BatchNorm2d as in Figs. 5 and 7.
+        "bn_momentum": 0.1,
+        "start_output_bn_momentum": 0.997,
+        # Fig. 7: nn.BatchNorm2d after the projection's 1x1 convolution.
+        "v2_projection_bn": True,
+        # Assumed: the 3x3 convolution strides, as in TensorFlow's official ResNet that the
+        # skeleton follows (Fig. 3 shows no code; Fig. 7 passes strides=1 to the first block
+        # of stacks 1 and 2, a bug: the text says each stack after the first downsamples).
+        "bottleneck_stride": "3x3",
+        "bn_group_images": 0,  # one GPU: BN over the whole batch
         "normalization": "per_image",
-        "epochs": 200,
+        "epochs": 200,  # "200 epochs", validated at checkpoints 160-200 (Figs. 10-11)
+        "continue_epochs": 10,  # skeleton main.py: model.train(x_train, y_train, 10) (Figs. 10-11)
         "max_iters": 0,
+        # Assumed: batch 128, the skeleton's default (main.py --batch_size); the report says
+        # batch sizes were tried "without significant improvements" but not which was kept.
         "batch_size": 128,
-        "optimizer": "adam",
+        "optimizer": "adam",  # the report: Adam
+        # Assumed: lr 1e-3 and weight decay 0, Adam's defaults; the report gives neither.
         "lr": 1e-3,
         "momentum": 0.9,
         "weight_decay": 0.0,
@@ -78,9 +109,17 @@ RECIPES: dict[str, dict[str, Any]] = {
     "paper": {
         "v1_shortcut": "A",  # "identity shortcuts in all cases (option A)"
         "bn_momentum": 0.1,
-        "bn_groups": 2,  # "mini-batch size of 128 on two GPUs": each BN saw 64 images
+        "start_output_bn_momentum": 0.1,
+        # He et al.'s released resnet-pre-act.lua (KaimingHe/resnet-1k-layers, commit 8390a4a,
+        # the "Residual Units for increasing dimensions" branch): the shortcut is a bare 1x1
+        # convolution on the pre-activated input (no BN), and the first 1x1 convolution strides.
+        "v2_projection_bn": False,
+        "bottleneck_stride": "1x1",
+        # "mini-batch size of 128 on two GPUs": each BN saw 64 images, whatever the world size.
+        "bn_group_images": 64,
         "normalization": "pixel_mean",  # "with the per-pixel mean subtracted"
         "epochs": 164,  # 64k iterations at 391 iterations per 50k-image epoch
+        "continue_epochs": 0,
         "max_iters": 64_000,
         "batch_size": 128,
         "optimizer": "sgd",
@@ -107,9 +146,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fast": {
         "v1_shortcut": "B",
         "bn_momentum": 0.1,
-        "bn_groups": 1,
+        "start_output_bn_momentum": 0.1,
+        "v2_projection_bn": False,
+        "bottleneck_stride": "3x3",
+        "bn_group_images": 0,
         "normalization": "per_image",
         "epochs": 40,
+        "continue_epochs": 0,
         "max_iters": 0,
         "batch_size": 512,
         "optimizer": "sgd",
@@ -181,11 +224,28 @@ class TrainConfig:
         choices=("A", "B"),
     )
     bn_momentum: float = _recipe_setting(
-        "bn_momentum", "PyTorch BN momentum: weight of each batch in the running statistics"
+        "bn_momentum",
+        "PyTorch BN momentum (weight of each batch in the running statistics) of every BN in "
+        "the blocks and their shortcuts",
     )
-    bn_groups: int = _recipe_setting(
-        "bn_groups",
-        "training BN statistics over batch_size/bn_groups images (2: He et al.'s two GPUs)",
+    start_output_bn_momentum: float = _recipe_setting(
+        "start_output_bn_momentum",
+        "the same for the BN-ReLU after v1's first convolution and before v2's pooling (the "
+        "seed's batch_norm_relu_layer, 0.997)",
+    )
+    v2_projection_bn: bool = _recipe_setting(
+        "v2_projection_bn", "v2: a BN after the projection shortcut's 1x1 convolution (the seed's)"
+    )
+    bottleneck_stride: str = _recipe_setting(
+        "bottleneck_stride",
+        "v2: the convolution a downsampling bottleneck strides, 3x3 (TensorFlow's official "
+        "model, the seed's skeleton) or the first 1x1 (He et al.'s released code)",
+        choices=("3x3", "1x1"),
+    )
+    bn_group_images: int = _recipe_setting(
+        "bn_group_images",
+        "training BN statistics over groups of this many images of each step, on any number "
+        "of GPUs (64: He et al.'s 128 images on two GPUs); 0: the whole batch of each process",
     )
     # input
     normalization: str = _recipe_setting(
@@ -201,6 +261,11 @@ class TrainConfig:
         choices=(*RECIPE_NAMES, "custom"),
     )
     epochs: int = _recipe_setting("epochs", "epochs to train (max_iters may stop earlier)")
+    continue_epochs: int = _recipe_setting(
+        "continue_epochs",
+        "then this many more epochs on all training images, validation ones included (the "
+        "seed's re-training; constant lr only); the last model is the one tested",
+    )
     max_iters: int = _recipe_setting(
         "max_iters", "stop after this many optimizer steps (0: no limit besides epochs)"
     )
@@ -288,7 +353,6 @@ class TrainConfig:
             "batch_size",
             "checkpoint_every",
             "eval_batch_size",
-            "bn_groups",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -296,6 +360,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
         for name in (
             "max_iters",
+            "continue_epochs",
+            "bn_group_images",
             "warmup_iters",
             "warmup_min_depth",
             "limit_train_batches",
@@ -308,6 +374,7 @@ class TrainConfig:
         for name, ok, what in (
             ("momentum", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
             ("bn_momentum", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            ("start_output_bn_momentum", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
             ("weight_decay", lambda v: 0.0 <= v < inf, "a finite number >= 0"),
             ("lr_decay", lambda v: 0.0 < v < inf, "a finite number > 0"),
             ("warmup_lr", lambda v: 0.0 < v < inf, "a finite number > 0"),
@@ -325,9 +392,23 @@ class TrainConfig:
                 "cuda_graph and compile_mode reduce-overhead both capture CUDA graphs; keep one "
                 "(cuda_graph also captures the optimizer)"
             )
-        if self.batch_size % self.bn_groups:
+        group = self.bn_group_images
+        if group and self.batch_size > group and self.batch_size % group:
             raise ConfigError(
-                f"bn_groups {self.bn_groups} must divide batch_size {self.batch_size}"
+                f"bn_group_images {group} must divide batch_size {self.batch_size}, so that "
+                "every group of a full step is as large"
+            )
+        if self.sync_bn and self.bn_group_images:
+            raise ConfigError(
+                f"sync_bn normalizes over all ranks' batch_size images, bn_group_images over "
+                f"groups of {self.bn_group_images}: give --bn-group-images 0 with --sync-bn, or "
+                "leave out --sync-bn"
+            )
+        if self.continue_epochs and (self.schedule != "constant" or self.max_iters):
+            raise ConfigError(
+                f"continue_epochs {self.continue_epochs} continues a constant learning rate; "
+                f"schedule {self.schedule!r} with max_iters {self.max_iters} has no rule for the "
+                "extra epochs: give --continue-epochs 0"
             )
         return self
 
@@ -335,6 +416,16 @@ class TrainConfig:
     def depth(self) -> int:
         """The papers' depth: weighted layers on the main path."""
         return resnet_depth(self.version, self.resnet_size)
+
+    def architecture_fields(self) -> tuple[str, ...]:
+        """The ARCHITECTURE_FIELDS that shape this config's network (v1 has no bottleneck)."""
+        other = VERSION_ONLY_FIELDS[3 - self.version]
+        return tuple(k for k in ARCHITECTURE_FIELDS if k not in other)
+
+    @property
+    def last_epoch(self) -> int:
+        """The run's final epoch: ``epochs``, then ``continue_epochs`` on all training images."""
+        return self.epochs + self.continue_epochs
 
     @property
     def is_rehearsal(self) -> bool:

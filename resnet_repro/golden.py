@@ -12,7 +12,13 @@ Each cell also says which statistic of the run it compares (``statistic``), as t
 summarized their numbers: ``single`` (one run: its value), ``mean`` (the mean over the run's
 seeds, shown with their standard deviation; He et al. 2015's ResNet-110: mean of 5) or
 ``median`` (He et al. 2016's ResNet-164: median of 5). ``mean`` and ``median`` cells name the
-number of seeds they need (``runs``); fewer is a failure, not a weaker pass.
+number of seeds they need (``runs``); fewer is a failure, not a weaker pass. A metric
+``valid_acc@160`` is the validation accuracy of checkpoint 160 (``valid_acc`` in metrics.json).
+
+A tolerance may state what it is derived from: ``sigma_run`` (the spread, in points, of one
+run's value over seeds) and ``k``. Its ``points`` are then ``k`` standard errors of the
+difference between the golden statistic and ours, each the same statistic of as many runs
+(``derived_points``); a table whose points do not match its derivation is refused.
 
 ``compare`` gives every cell a verdict (pass, fail, missing, too few runs, no reference).
 Missing metrics are failures: a cell is never passed silently.
@@ -29,6 +35,8 @@ from typing import Any
 import yaml
 
 RULES = ("two_sided", "one_sided_below")
+# Asymptotic standard error of the median of n normal draws: sqrt(pi / (2 n)) sigma (for n = 5,
+# 0.56 sigma; the exact value is 0.54 sigma).
 STATISTICS = ("single", "mean", "median")
 FAILING = ("fail", "missing", "too few runs", "unknown metric")
 PROVENANCE = ("source", "recipe", "split", "metric", "checkpoint", "runs_per_cell")
@@ -49,6 +57,33 @@ class Cell:
     note: str = ""
     statistic: str = "single"
     runs: int = 1
+    sigma_run: float | None = None
+    k: float | None = None
+
+    @property
+    def derivation(self) -> str:
+        """The tolerance's rule in words and numbers."""
+        bound = "|measured - golden|" if self.rule == "two_sided" else "golden - measured"
+        text = f"{bound} <= {self.points:g} points"
+        if self.sigma_run is None:
+            return text
+        of = "one run" if self.statistic == "single" else f"the {self.statistic} of {self.runs}"
+        return (
+            f"{text}: {self.k:g} standard errors of the difference of two values, each {of}, "
+            f"with a one-run spread of {self.sigma_run:g} points"
+        )
+
+
+def derived_points(statistic: str, runs: int, sigma_run: float, k: float) -> float:
+    """``k`` standard errors (in points) of the difference of two independent values, each
+    ``statistic`` of ``runs`` runs whose one-run spread is ``sigma_run`` points."""
+    if statistic == "single":
+        spread = sigma_run
+    elif statistic == "mean":
+        spread = sigma_run / math.sqrt(runs)
+    else:
+        spread = sigma_run * math.sqrt(math.pi / (2 * runs))
+    return k * math.sqrt(2) * spread
 
 
 def load_table(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
@@ -90,6 +125,20 @@ def load_table(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
             raise GoldenError(f"{where} ({raw['run']}): statistic must be one of {STATISTICS}")
         if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
             raise GoldenError(f"{where} ({raw['run']}): runs must be an integer >= 1")
+        sigma_run, k = tol.get("sigma_run"), tol.get("k")
+        if (sigma_run is None) != (k is None):
+            raise GoldenError(f"{where} ({raw['run']}): a derivation gives both sigma_run and k")
+        if sigma_run is not None:
+            for name, value in (("sigma_run", sigma_run), ("k", k)):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                    raise GoldenError(f"{where} ({raw['run']}): tolerance.{name} must be > 0")
+            derived = derived_points(statistic, runs, sigma_run, k)
+            if abs(derived - points) > 0.005:
+                raise GoldenError(
+                    f"{where} ({raw['run']}): tolerance.points {points} does not match its "
+                    f"derivation ({k} x sqrt(2) x the {statistic} spread of sigma_run "
+                    f"{sigma_run}: {derived:.2f}); write points: {derived:.2f}"
+                )
         cells.append(
             Cell(
                 path.name,
@@ -101,6 +150,8 @@ def load_table(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
                 str(raw.get("note", "")),
                 statistic,
                 runs,
+                None if sigma_run is None else float(sigma_run),
+                None if k is None else float(k),
             )
         )
     provenance = {k: doc[k] for k in PROVENANCE}
@@ -124,12 +175,24 @@ def load_metrics(path: Path) -> dict[str, Any]:
     return metrics
 
 
+def lookup(metrics: dict[str, Any], metric: str) -> tuple[bool, Any]:
+    """Whether ``metrics`` has ``metric`` (``name@epoch``: one checkpoint's value of the
+    per-checkpoint mapping ``name``), and its value."""
+    name, _, epoch = metric.partition("@")
+    if not epoch:
+        return metric in metrics, metrics.get(metric)
+    per_checkpoint = metrics.get(name)
+    if not isinstance(per_checkpoint, dict) or epoch not in per_checkpoint:
+        return False, None
+    return True, per_checkpoint[epoch]
+
+
 def measured_value(cell: Cell, metrics: dict[str, Any]) -> tuple[float | None, int]:
     """The cell's statistic of the run's metric, and how many seeds it summarizes."""
     seeds = len(metrics.get("seeds", {})) or (1 if metrics else 0)
     if cell.statistic == "median" and seeds > 1:
         return metrics.get(f"{cell.metric}_median"), seeds
-    return metrics.get(cell.metric), seeds
+    return lookup(metrics, cell.metric)[1], seeds
 
 
 def verdict(cell: Cell, measured: float | None, seeds: int = 1, known: bool = True) -> str:
@@ -179,8 +242,9 @@ def compare(tables: list[Path], metrics_dir: Path) -> dict[str, Any]:
                     "golden": cell.golden,
                     "rule": cell.rule,
                     "points": cell.points,
+                    "derivation": cell.derivation,
                     "verdict": verdict(
-                        cell, measured, seeds, known=not metrics or cell.metric in metrics
+                        cell, measured, seeds, known=not metrics or lookup(metrics, cell.metric)[0]
                     ),
                 }
             )
@@ -219,6 +283,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"{measured} | "
             f"{pct(r['golden'])} | {tol} | {r['verdict']} |"
         )
+    rules = dict.fromkeys(f"- {r['table']}: {r['derivation']}" for r in result["rows"])
+    lines += ["", "Tolerances (each cell's rule and what it is derived from):", "", *rules]
     status = "all cells pass" if result["ok"] else f"FAILED: {', '.join(result['failed'])}"
     head = [REHEARSAL_NOTE, ""] if result.get("rehearsal") else []
     return "\n".join(head + lines) + f"\n\nVerdict: {status}\n"

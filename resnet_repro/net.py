@@ -11,6 +11,19 @@ Structure (n = ``resnet_size``, f = ``first_num_filters``):
   ``BottleneckBlock`` with 4f, 8f, 16f outputs, a final BN-ReLU, pool, fully connected layer.
   Depth 9n+2.
 
+Three details differ between the code that produced the two tables this project reproduces,
+and are settings here, not forks of the network:
+
+* which convolution of a downsampling bottleneck strides (``bottleneck_stride``): the 3x3, as
+  TensorFlow's official ResNet (which the seed's skeleton follows), or the first 1x1, as He et
+  al.'s released ``resnet-pre-act.lua`` (KaimingHe/resnet-1k-layers);
+* whether v2's projection shortcut has a BN after its 1x1 convolution
+  (``v2_projection_bn``): the seed's Fig. 7 has one, ``resnet-pre-act.lua`` none;
+* the momentum of the BN-ReLU after v1's first convolution and before v2's pooling
+  (``start_output_bn_momentum``): the seed's ``batch_norm_relu_layer`` (Fig. 4, momentum 0.997)
+  was used there only; its blocks and shortcuts built ``nn.BatchNorm2d`` with PyTorch's
+  default (Figs. 5-7).
+
 The first block of stacks 2 and 3 halves the spatial size (stride 2). Where a block changes
 the shape, v1's shortcut is one of He et al. 2015's options: ``A``, the identity subsampled
 with stride 2 and zero-padded to the new channel count (parameter-free; what the paper used on
@@ -29,16 +42,16 @@ version   resnet_size n   depth   option A    option B
 2         18              164                 1,703,258
 ========  ==============  ======  ==========  ==========
 
-BN can compute its training statistics over groups of the batch (``bn_groups``): He et al.
-trained with 128 images on two GPUs, so each BN saw 64; ``GroupBatchNorm2d`` reproduces that on
-one device.
+(v2 with ``v2_projection_bn``: 896 more, 1,704,154 for n = 18.) How many images a BN's training
+statistics cover is the training loop's business (``bn_group_images`` in train.py), not the
+network's.
 
 The seed report's code (its Figs. 2-7) named these parts ``start_layer``,
 ``batch_norm_relu_layer``, ``standard_block``, ``bottleneck_block``, ``stack_layer`` and
 ``output_layer``; the classes below say which each corresponds to. Its bugs are not
 reproduced: convolutions carry no bias (a BN follows each), and the BN momentum follows
 PyTorch's convention. The seed passed TensorFlow's decay 0.997 as PyTorch's momentum; the
-``seed`` training recipe passes ``bn_momentum=0.997`` explicitly to reproduce that.
+``seed`` training recipe passes ``start_output_bn_momentum=0.997`` explicitly to reproduce that.
 
 Run ``python -m resnet_repro.net`` for a table of depth and parameter counts.
 """
@@ -46,12 +59,14 @@ Run ``python -m resnet_repro.net`` for a table of depth and parameter counts.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 VERSIONS = (1, 2)
 SHORTCUTS = ("A", "B")
+BOTTLENECK_STRIDES = ("3x3", "1x1")
 IMAGE_SHAPE = (3, 32, 32)
 
 
@@ -69,51 +84,16 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
 
 
-class GroupBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics are computed over each of ``groups`` equal parts
-    of the batch separately, as independent BNs on ``groups`` devices would: the output equals
-    BN applied to each part alone, and the running statistics move by the mean of the parts'
-    updates (the mean of what each device's BN would hold). Evaluation is plain BN. The state
-    dict is BatchNorm2d's, so checkpoints do not depend on the grouping."""
-
-    def __init__(self, num_features: int, *, groups: int, momentum: float = 0.1) -> None:
-        super().__init__(num_features, momentum=momentum)
-        self.groups = groups
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.groups == 1:
-            return super().forward(x)
-        parts = x.chunk(self.groups)
-        outs, means, variances = [], [], []
-        for part in parts:
-            mean, var = self.running_mean.clone(), self.running_var.clone()
-            outs.append(
-                nn.functional.batch_norm(
-                    part, mean, var, self.weight, self.bias, True, self.momentum, self.eps
-                )
-            )
-            means.append(mean)
-            variances.append(var)
-        with torch.no_grad():
-            self.running_mean.copy_(torch.stack(means).mean(0))
-            self.running_var.copy_(torch.stack(variances).mean(0))
-            self.num_batches_tracked += 1
-        return torch.cat(outs)
-
-
-def batch_norm(num_features: int, *, momentum: float, groups: int = 1) -> nn.BatchNorm2d:
-    """Plain BatchNorm2d, or ``GroupBatchNorm2d`` when statistics are taken per group."""
-    if groups == 1:
-        return nn.BatchNorm2d(num_features, momentum=momentum)
-    return GroupBatchNorm2d(num_features, groups=groups, momentum=momentum)
+def batch_norm(num_features: int, *, momentum: float) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(num_features, momentum=momentum)
 
 
 class BatchNormReLU(nn.Module):
     """Batch normalization then ReLU (seed: ``batch_norm_relu_layer``)."""
 
-    def __init__(self, num_features: int, *, bn_momentum: float = 0.1, bn_groups: int = 1) -> None:
+    def __init__(self, num_features: int, *, bn_momentum: float = 0.1) -> None:
         super().__init__()
-        self.bn = batch_norm(num_features, momentum=bn_momentum, groups=bn_groups)
+        self.bn = batch_norm(num_features, momentum=bn_momentum)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -153,24 +133,23 @@ class StandardBlock(nn.Module):
         *,
         stride: int = 1,
         bn_momentum: float = 0.1,
-        bn_groups: int = 1,
         shortcut: str = "B",
     ) -> None:
         super().__init__()
         if shortcut not in SHORTCUTS:
             raise ValueError(f"StandardBlock: shortcut must be A or B, got {shortcut!r}")
-        bn = {"momentum": bn_momentum, "groups": bn_groups}
         self.conv1 = conv3x3(in_channels, out_channels, stride)
-        self.bn_relu1 = BatchNormReLU(out_channels, bn_momentum=bn_momentum, bn_groups=bn_groups)
+        self.bn_relu1 = BatchNormReLU(out_channels, bn_momentum=bn_momentum)
         self.conv2 = conv3x3(out_channels, out_channels)
-        self.bn2 = batch_norm(out_channels, **bn)
+        self.bn2 = batch_norm(out_channels, momentum=bn_momentum)
         self.projection_shortcut: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
             if shortcut == "A":
                 self.projection_shortcut = PaddedIdentity(in_channels, out_channels, stride)
             else:
                 self.projection_shortcut = nn.Sequential(
-                    conv1x1(in_channels, out_channels, stride), batch_norm(out_channels, **bn)
+                    conv1x1(in_channels, out_channels, stride),
+                    batch_norm(out_channels, momentum=bn_momentum),
                 )
         self.relu = nn.ReLU(inplace=True)
 
@@ -185,9 +164,11 @@ class StandardBlock(nn.Module):
 class BottleneckBlock(nn.Module):
     """Pre-activation bottleneck block of ResNet v2 (seed: ``bottleneck_block``).
 
-    BN-ReLU-conv1x1 (to out/4), BN-ReLU-conv3x3 (stride), BN-ReLU-conv1x1 (to out), add the
-    shortcut. Where the shape changes, the shortcut is a 1x1 convolution applied to the
-    pre-activated input, so that both paths start from the same normalized tensor.
+    BN-ReLU-conv1x1 (to out/4), BN-ReLU-conv3x3, BN-ReLU-conv1x1 (to out), add the shortcut.
+    A downsampling block strides its 3x3 (``stride_on="3x3"``) or its first 1x1 (``"1x1"``).
+    Where the shape changes, the shortcut is a 1x1 convolution (then a BN when
+    ``projection_bn``) applied to the pre-activated input, so that both paths start from the
+    same normalized tensor.
     """
 
     expansion = 4
@@ -199,10 +180,13 @@ class BottleneckBlock(nn.Module):
         *,
         stride: int = 1,
         bn_momentum: float = 0.1,
-        bn_groups: int = 1,
         shortcut: str = "B",
+        stride_on: str = "3x3",
+        projection_bn: bool = False,
     ) -> None:
         super().__init__()
+        if stride_on not in BOTTLENECK_STRIDES:
+            raise ValueError(f"BottleneckBlock: stride_on must be 3x3 or 1x1, got {stride_on!r}")
         if shortcut != "B":
             raise ValueError(
                 "BottleneckBlock: shortcut must be B: a pre-activation block projects the "
@@ -214,16 +198,21 @@ class BottleneckBlock(nn.Module):
                 f"got {out_channels}"
             )
         width = out_channels // self.expansion
-        bn = {"bn_momentum": bn_momentum, "bn_groups": bn_groups}
-        self.bn_relu1 = BatchNormReLU(in_channels, **bn)
-        self.conv1 = conv1x1(in_channels, width)
-        self.bn_relu2 = BatchNormReLU(width, **bn)
-        self.conv2 = conv3x3(width, width, stride)
-        self.bn_relu3 = BatchNormReLU(width, **bn)
+        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        self.bn_relu1 = BatchNormReLU(in_channels, bn_momentum=bn_momentum)
+        self.conv1 = conv1x1(in_channels, width, stride_1x1)
+        self.bn_relu2 = BatchNormReLU(width, bn_momentum=bn_momentum)
+        self.conv2 = conv3x3(width, width, stride_3x3)
+        self.bn_relu3 = BatchNormReLU(width, bn_momentum=bn_momentum)
         self.conv3 = conv1x1(width, out_channels)
         self.projection_shortcut: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
-            self.projection_shortcut = conv1x1(in_channels, out_channels, stride)
+            projection = conv1x1(in_channels, out_channels, stride)
+            self.projection_shortcut = (
+                nn.Sequential(projection, batch_norm(out_channels, momentum=bn_momentum))
+                if projection_bn
+                else projection
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         preact = self.bn_relu1(x)
@@ -247,11 +236,9 @@ class StackLayer(nn.Sequential):
         num_blocks: int,
         *,
         stride: int,
-        bn_momentum: float = 0.1,
-        bn_groups: int = 1,
-        shortcut: str = "B",
+        **options: Any,
     ) -> None:
-        options = {"bn_momentum": bn_momentum, "bn_groups": bn_groups, "shortcut": shortcut}
+        """``options``: the block's keyword settings (bn_momentum, shortcut, ...)."""
         blocks = [block(in_channels, out_channels, stride=stride, **options)]
         blocks += [
             block(out_channels, out_channels, stride=1, **options) for _ in range(num_blocks - 1)
@@ -270,13 +257,10 @@ class OutputLayer(nn.Module):
         *,
         pre_activation: bool,
         bn_momentum: float = 0.1,
-        bn_groups: int = 1,
     ) -> None:
         super().__init__()
         self.bn_relu = (
-            BatchNormReLU(in_channels, bn_momentum=bn_momentum, bn_groups=bn_groups)
-            if pre_activation
-            else None
+            BatchNormReLU(in_channels, bn_momentum=bn_momentum) if pre_activation else None
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, num_classes)
@@ -295,10 +279,15 @@ class ResNet(nn.Module):
         resnet_size: blocks per stack, n >= 1 (depth 6n+2 for v1, 9n+2 for v2).
         num_classes: outputs of the final fully connected layer.
         first_num_filters: channels after the start convolution (16 in the papers).
-        bn_momentum: PyTorch's BN momentum (weight of the newest batch in running stats).
-        bn_groups: BN training statistics over this many equal parts of each batch.
+        bn_momentum: PyTorch's BN momentum (weight of the newest batch in running stats) of
+            every BN in the blocks and their shortcuts.
+        start_output_bn_momentum: the same for the BN-ReLU after v1's first convolution and
+            before v2's pooling (None: ``bn_momentum``).
         shortcut: v1's shortcut where a block changes shape, ``"A"`` (zero-padded identity)
             or ``"B"`` (1x1 convolution + BN); v2 takes ``"B"`` only.
+        bottleneck_stride: which convolution of a downsampling v2 block strides, ``"3x3"`` or
+            ``"1x1"`` (the first).
+        v2_projection_bn: a BN after the 1x1 convolution of v2's projection shortcuts.
         generator: source of every random draw of the initialization. ``None`` uses a fresh
             generator seeded with 0, so building a network is deterministic and never reads
             or advances the global RNG.
@@ -312,8 +301,10 @@ class ResNet(nn.Module):
         first_num_filters: int = 16,
         bn_momentum: float = 0.1,
         *,
-        bn_groups: int = 1,
+        start_output_bn_momentum: float | None = None,
         shortcut: str = "B",
+        bottleneck_stride: str = "3x3",
+        v2_projection_bn: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -326,17 +317,26 @@ class ResNet(nn.Module):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ResNet: {name} must be an integer >= 1, got {value!r}")
-        if not 0.0 <= bn_momentum <= 1.0:
-            raise ValueError(f"ResNet: bn_momentum must be in [0, 1], got {bn_momentum!r}")
-        if isinstance(bn_groups, bool) or not isinstance(bn_groups, int) or bn_groups < 1:
-            raise ValueError(f"ResNet: bn_groups must be an integer >= 1, got {bn_groups!r}")
+        if start_output_bn_momentum is None:
+            start_output_bn_momentum = bn_momentum
+        for name, value in (
+            ("bn_momentum", bn_momentum),
+            ("start_output_bn_momentum", start_output_bn_momentum),
+        ):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"ResNet: {name} must be in [0, 1], got {value!r}")
+        if bottleneck_stride not in BOTTLENECK_STRIDES:
+            raise ValueError(
+                f"ResNet: bottleneck_stride must be 3x3 or 1x1, got {bottleneck_stride!r}"
+            )
         if shortcut not in SHORTCUTS or (version == 2 and shortcut != "B"):
             raise ValueError(
                 f"ResNet: shortcut must be A or B for v1 and B for v2, got {shortcut!r}"
             )
         self.version = version
         self.resnet_size = resnet_size
-        bn = {"bn_momentum": bn_momentum, "bn_groups": bn_groups}
+        edge_bn = {"bn_momentum": start_output_bn_momentum}
+        block_options: dict[str, Any] = {"bn_momentum": bn_momentum, "shortcut": shortcut}
 
         # PyTorch's layer constructors draw a default init from the global RNG; we overwrite it
         # below from `generator`, and fork the global RNG so that building leaves it untouched.
@@ -344,10 +344,11 @@ class ResNet(nn.Module):
             self.start_layer = conv3x3(3, first_num_filters)
             if version == 1:
                 block, widths = StandardBlock, [first_num_filters * 2**i for i in range(3)]
-                self.start_bn_relu = BatchNormReLU(first_num_filters, **bn)
+                self.start_bn_relu = BatchNormReLU(first_num_filters, **edge_bn)
             else:
                 block = BottleneckBlock
                 widths = [BottleneckBlock.expansion * first_num_filters * 2**i for i in range(3)]
+                block_options.update(stride_on=bottleneck_stride, projection_bn=v2_projection_bn)
                 self.start_bn_relu = None
             in_channels = first_num_filters
             stacks = []
@@ -355,19 +356,13 @@ class ResNet(nn.Module):
                 stride = 1 if i == 0 else 2
                 stacks.append(
                     StackLayer(
-                        block,
-                        in_channels,
-                        width,
-                        resnet_size,
-                        stride=stride,
-                        shortcut=shortcut,
-                        **bn,
+                        block, in_channels, width, resnet_size, stride=stride, **block_options
                     )
                 )
                 in_channels = width
             self.stacks = nn.Sequential(*stacks)
             self.output_layer = OutputLayer(
-                in_channels, num_classes, pre_activation=version == 2, **bn
+                in_channels, num_classes, pre_activation=version == 2, **edge_bn
             )
         self.reset_parameters(generator)
 

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from resnet_repro.config import DEFAULT_RECIPE
 from resnet_repro.golden import REHEARSAL_NOTE
 from resnet_repro.net import resnet_depth
@@ -53,6 +55,43 @@ def measured_text(metrics: dict[str, Any] | None, metric: str, row: dict | None)
     if value is None:
         return "no validation split" if metric.startswith("valid") else "missing"
     return f"{value:.4f}" + (f" ({statistic} of {seeds})" if seeds > 1 else "")
+
+
+def golden_epoch_seconds(params: dict[str, Any]) -> dict[str, float]:
+    """The golden tables' ``epoch_seconds``: a run's published epoch duration (the seed's)."""
+    seconds: dict[str, float] = {}
+    for table in str(params.get("compare", {}).get("golden", "")).split():
+        path = Path(table)
+        doc = yaml.safe_load(path.read_text()) if path.exists() else None
+        if isinstance(doc, dict):
+            seconds.update(doc.get("epoch_seconds") or {})
+    return seconds
+
+
+def epoch_time_section(runs: dict[str, dict[str, Any]], published: dict[str, float]) -> list[str]:
+    """Each continued run's median epoch duration (epochs on every training image, no
+    validation), beside the published one where there is one: the seed's "Duration" lines."""
+    rows = []
+    for name, run in runs.items():
+        measured = (run["metrics"] or {}).get("continued_epoch_seconds")
+        if measured is None and name not in published:
+            continue
+        ours = "missing" if measured is None else f"{measured:.1f}"
+        theirs = f"{published[name]:.1f}" if name in published else "no reference"
+        rows.append(f"| {name} | {ours} | {theirs} |")
+    if not rows:
+        return []
+    return [
+        "## Epoch time",
+        "",
+        "Median seconds per continued epoch (all 50,000 training images, no validation), beside "
+        "the seed's (its Figs. 10-11, on its own GPU):",
+        "",
+        "| run | measured s | seed's s |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir: Path) -> Path:
@@ -145,6 +184,7 @@ def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir
     fig.savefig(out_dir / "accuracy-vs-depth.png", dpi=100)
     plt.close(fig)
     lines += ["## Accuracy against depth", "", "![accuracy vs depth](accuracy-vs-depth.png)", ""]
+    lines += epoch_time_section(runs, golden_epoch_seconds(params))
     report = out_dir / "report.md"
     report.write_text("\n".join(lines))
     return report

@@ -117,7 +117,9 @@ def build_model(config: TrainConfig, *, generator: torch.Generator | None = None
         num_classes=config.num_classes,
         first_num_filters=config.first_num_filters,
         bn_momentum=config.bn_momentum,
-        bn_groups=config.bn_groups,
+        start_output_bn_momentum=config.start_output_bn_momentum,
         shortcut=config.shortcut,
+        bottleneck_stride=config.bottleneck_stride,
+        v2_projection_bn=config.v2_projection_bn,
         generator=generator,
     )

@@ -48,7 +48,15 @@ def epoch_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
     return min(steps, config.limit_train_batches) if config.limit_train_batches else steps
 
 
-def total_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
-    """Optimizer steps of the whole run: ``epochs`` epochs, capped by ``max_iters`` if set."""
+def total_steps(
+    config: TrainConfig, n_train: int, world_size: int = 1, *, n_continue: int = 0
+) -> int:
+    """Optimizer steps of the whole run: ``epochs`` epochs of ``n_train`` images, capped by
+    ``max_iters`` if set, then ``continue_epochs`` epochs of ``n_continue`` images (all the
+    training images, validation ones included)."""
     steps = config.epochs * epoch_steps(config, n_train, world_size)
-    return min(steps, config.max_iters) if config.max_iters else steps
+    if config.max_iters:
+        steps = min(steps, config.max_iters)
+    if config.continue_epochs:
+        steps += config.continue_epochs * epoch_steps(config, n_continue, world_size)
+    return steps

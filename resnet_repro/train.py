@@ -15,6 +15,14 @@ Design choices:
   every generator state goes into the checkpoint, so a resumed run continues the same streams.
 * The loss is checked for NaN/inf on the device every step and read back once per epoch, so
   the loop never waits on the device mid-epoch.
+* BN groups (``bn_group_images``): each process's share of a step is split into groups of that
+  many images, each forwarded and backpropagated on its own with the gradients accumulated,
+  then one optimizer step. Every BN thus normalizes over one group, as on He et al.'s two GPUs
+  of 64 images each, on any number of processes; the running statistics move once per group.
+  It costs what a step of plain BN costs (benchmarks/test_bench_train.py).
+* ``continue_epochs``: after ``epochs`` epochs on the training split, the run goes on with the
+  same model, optimizer state and random streams on every training image (the training and
+  validation splits), as the seed's skeleton did; those epochs are not validated.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -71,7 +80,7 @@ ESTIMATE_AFTER = 10  # steps timed before the expected duration of a CPU run is 
 # Config fields a resume may change without changing the experiment: where and how fast it
 # runs, not what it computes. Its length too, where the schedule does not depend on it.
 RESUME_MAY_CHANGE = ("device", "data", "cache_dir", "eval_batch_size", "checkpoint_every")
-LENGTH_FIELDS = ("epochs", "max_iters")
+LENGTH_FIELDS = ("epochs", "max_iters", "continue_epochs")
 LENGTH_FREE_SCHEDULES = ("constant", "multistep")
 
 
@@ -159,16 +168,19 @@ class Trainer:
         # Evaluation runs on rank 0 alone, so it must not go through DDP's collectives.
         self.eval_net: nn.Module = self.model
         self.train_net: nn.Module = self.model
+        self.ddp: nn.Module | None = None
         if self.dist.world_size > 1:
-            self.train_net = self.dist.wrap(self.model, self.device, sync_bn=config.sync_bn)
+            self.ddp = self.dist.wrap(self.model, self.device, sync_bn=config.sync_bn)
+            self.train_net = self.ddp
         if config.compile:
             mode = config.compile_mode
             shard = self.dist.shard(config.batch_size)
             self.eval_net = CompiledForBatch(
                 self.eval_net, batch_size=config.eval_batch_size, mode=mode
             )
+            images = shard.stop - shard.start  # this process's share of a step
             self.train_net = CompiledForBatch(
-                self.train_net, batch_size=shard.stop - shard.start, mode=mode
+                self.train_net, batch_size=images // self.bn_groups(images), mode=mode
             )
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.order_gen = torch.Generator().manual_seed(stream_seed(config.seed, "order"))
@@ -181,7 +193,12 @@ class Trainer:
         # The code this process imported: hashed once, recorded in every checkpoint.
         self.code_digest = code_digest()
         self.n_train = len(self.splits.y_train)
-        self.total_steps = total_steps(config, self.n_train, self.dist.world_size)
+        # The continuation's images: the training split, then the validation split (in the
+        # archive's order, so together they are the whole training set).
+        self.n_all = self.n_train + len(self.splits.y_valid)
+        self.total_steps = total_steps(
+            config, self.n_train, self.dist.world_size, n_continue=self.n_all
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(config, step, self.total_steps)
         )
@@ -190,6 +207,13 @@ class Trainer:
         self.saved_epoch: int | None = None  # the newest epoch a checkpoint holds
         s = self.splits
         self.x_train, self.y_train = to_device(s.x_train, s.y_train, self.device)
+        self.x_all, self.y_all = self.x_train, self.y_train
+        if config.continue_epochs and len(s.y_valid):
+            self.x_all, self.y_all = to_device(
+                np.concatenate([s.x_train, s.x_valid]),
+                np.concatenate([s.y_train, s.y_valid]),
+                self.device,
+            )
         evaluated = slice(config.limit_eval_images or None)
         self.x_valid, self.y_valid = to_device(
             s.x_valid[evaluated], s.y_valid[evaluated], self.device
@@ -197,6 +221,20 @@ class Trainer:
 
     def _check_data(self) -> None:
         s, c = self.splits, self.config
+        group, world = c.bn_group_images, self.dist.world_size
+        shard = c.batch_size // world
+        if group and c.batch_size >= group and shard < group:
+            raise ConfigError(
+                f"bn_group_images {group}: {world} processes share batch_size {c.batch_size}, "
+                f"{shard} images each, fewer than a group; run at most "
+                f"{c.batch_size // group} processes"
+            )
+        if group and shard > group and c.batch_size % (group * world):
+            raise ConfigError(
+                f"bn_group_images {group}: batch_size {c.batch_size} over {world} processes "
+                f"does not split into whole groups of {group}; run {c.batch_size // group} "
+                "processes or a divisor of it"
+            )
         if len(s.y_train) == 0:
             raise DataError("the training set is empty")
         if c.batch_size > len(s.y_train):
@@ -306,7 +344,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
 
     def fit(self, *, resume: bool = False, allow_changes: bool = False) -> list[dict[str, Any]]:
-        """Train to ``config.epochs`` (or ``max_iters``); returns the history.
+        """Train to ``config.last_epoch`` (or ``max_iters``); returns the history.
 
         Args:
             resume: continue from ``out_dir/last.ckpt`` (an error if it is missing).
@@ -344,15 +382,16 @@ class Trainer:
                     "--resume to start a new run there"
                 )
             changes = self.restore(source, allow_changes=allow_changes)
-            if self.epoch > self.config.epochs:
+            if self.epoch > self.config.last_epoch:
                 raise ConfigError(
-                    f"{out} is at epoch {self.epoch}: --epochs {self.config.epochs} would train "
-                    f"nothing and record a shorter run; give --epochs {self.epoch} or more"
+                    f"{out} is at epoch {self.epoch}: {self.config.epochs} epochs (and "
+                    f"{self.config.continue_epochs} continued) would train nothing and record a "
+                    f"shorter run; give --epochs {self.epoch - self.config.continue_epochs} or more"
                 )
             history = [h for h in read_history(history_path) if h["epoch"] <= self.epoch]
-            if self.epoch >= self.config.epochs or self.global_step >= self.total_steps:
+            if self.epoch >= self.config.last_epoch or self.global_step >= self.total_steps:
                 self._say(
-                    f"{out} is complete (epoch {self.epoch} of {self.config.epochs}, step "
+                    f"{out} is complete (epoch {self.epoch} of {self.config.last_epoch}, step "
                     f"{self.global_step}): nothing to train."
                 )
                 return history
@@ -380,17 +419,24 @@ class Trainer:
             self.config.save(out / "config.yaml")
             append_segment(out, self._segment(changes))
         self._say("### Training... ###")
-        per_epoch = epoch_steps(self.config, self.n_train, self.dist.world_size)
-        while self.epoch < self.config.epochs and self.global_step < self.total_steps:
+        while self.epoch < self.config.last_epoch and self.global_step < self.total_steps:
             epoch = self.epoch + 1
+            continued = epoch > self.config.epochs
+            if continued and epoch == self.config.epochs + 1:
+                self._say(f"### Training... ### (continued on all {self.n_all} training images)")
+            per_epoch = epoch_steps(
+                self.config, self.n_all if continued else self.n_train, self.dist.world_size
+            )
             steps = min(per_epoch, self.total_steps - self.global_step)
             start = time.perf_counter()
             train_loss, train_acc, images = self.train_epoch(epoch, steps)
             self.epoch = epoch
             if not main:
                 continue
+            # The continuation trains on the validation images: validating them means nothing.
+            validated = len(self.y_valid) and not continued
             valid_loss, valid_acc = (
-                self.evaluate(self.x_valid, self.y_valid) if len(self.y_valid) else (None, None)
+                self.evaluate(self.x_valid, self.y_valid) if validated else (None, None)
             )
             seconds = time.perf_counter() - start
             record = {
@@ -410,7 +456,7 @@ class Trainer:
             # the history line and the epoch's checkpoint (bitwise the same), so none is lost.
             append_history(history_path, record)
             self._say(f"Epoch {epoch} Loss {train_loss:.6f} Duration {seconds:.3f} seconds.")
-            finished = self.epoch >= self.config.epochs or self.global_step >= self.total_steps
+            finished = self.epoch >= self.config.last_epoch or self.global_step >= self.total_steps
             state = self.state()
             if epoch % self.config.checkpoint_every == 0 or finished:
                 save_checkpoint(out / f"model-{epoch}.ckpt", state)
@@ -438,11 +484,15 @@ class Trainer:
         }
 
     def train_epoch(self, epoch: int, steps: int) -> tuple[float, float, int]:
-        """``steps`` optimizer steps of epoch ``epoch`` (a new permutation of the training
-        images); returns the mean loss, the accuracy and the number of images seen."""
+        """``steps`` optimizer steps of epoch ``epoch`` (a new permutation of its images: the
+        training split, or every training image in a continued epoch); returns the mean loss,
+        the accuracy and the number of images seen."""
         self.model.train()
         bs, world = self.config.batch_size, self.dist.world_size
-        order = torch.randperm(self.n_train, generator=self.order_gen).to(self.device)
+        x_epoch, y_epoch = (
+            (self.x_all, self.y_all) if epoch > self.config.epochs else (self.x_train, self.y_train)
+        )
+        order = torch.randperm(len(y_epoch), generator=self.order_gen).to(self.device)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         step = torch.full((), self.global_step, device=self.device, dtype=torch.long)
@@ -459,8 +509,8 @@ class Trainer:
             offsets, flips = draw_crop_flip(len(batch), self.augment_gen)
             shard = self.dist.shard(len(batch))
             idx = batch[shard]
-            x = self.normalize(crop_flip_unchecked(self.x_train[idx], offsets[shard], flips[shard]))
-            y = self.y_train[idx]
+            x = self.normalize(crop_flip_unchecked(x_epoch[idx], offsets[shard], flips[shard]))
+            y = y_epoch[idx]
             if self.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             if self.step_graph is not None:
@@ -491,21 +541,42 @@ class Trainer:
             )
         return float(loss_sum) / float(total), float(correct) / float(total), int(total)
 
+    def bn_groups(self, images: int) -> int:
+        """How many BN groups this process's ``images`` of a step form: whole groups of
+        ``bn_group_images`` (a step's last, smaller batch: as many near-equal parts as a full
+        one would have, as its images spread over that many devices)."""
+        group = self.config.bn_group_images
+        return max(1, -(-images // group)) if group else 1
+
     def _step(self, x: Tensor, y: Tensor, loss_weight: float = 1.0) -> tuple[Tensor, Tensor]:
-        """One optimizer step on the normalized batch ``x``; returns the loss and the logits,
-        detached. What a CUDA graph records, when ``cuda_graph`` is on."""
-        with autocast(self.device, self.config.precision, cache=not self.config.cuda_graph):
-            logits = self.train_net(x)
-        loss = self.loss_fn(logits.float(), y)
+        """One optimizer step on the normalized batch ``x``, forwarded one BN group at a time
+        (see ``bn_groups``); returns the loss and the logits, detached. What a CUDA graph
+        records, when ``cuda_graph`` is on."""
+        groups = self.bn_groups(len(x))
         self.optimizer.zero_grad(set_to_none=True)
-        if self.dist.world_size > 1:
-            # DDP averages gradients over ranks; weighting each rank's mean by its share of
-            # the global batch (loss_weight) makes that the global batch's mean gradient.
-            (loss * loss_weight).backward()
-        else:
-            loss.backward()
+        losses, logits = [], []
+        for i, (xg, yg) in enumerate(zip(x.chunk(groups), y.chunk(groups), strict=True)):
+            # With DDP, the gradients are reduced once, in the last group's backward.
+            sync = self.ddp is None or i == groups - 1
+            with contextlib.nullcontext() if sync else self.ddp.no_sync():
+                with autocast(self.device, self.config.precision, cache=not self.config.cuda_graph):
+                    out = self.train_net(xg)
+                loss = self.loss_fn(out.float(), yg)
+                # Each group's mean loss weighted by its share of this process's images makes
+                # the gradient that of the whole share; with DDP, which averages over ranks,
+                # each rank's share of the global batch (loss_weight) makes it the global
+                # batch's mean gradient.
+                share = loss_weight * len(yg) / len(y)
+                (loss * share if share != 1.0 else loss).backward()
+            losses.append(loss.detach())
+            logits.append(out.detach())
         self.optimizer.step()
-        return loss.detach(), logits.detach()
+        if groups == 1:
+            return losses[0], logits[0]
+        shares = [len(yg) / len(y) for yg in y.chunk(groups)]
+        return sum(loss * share for loss, share in zip(losses, shares, strict=True)), torch.cat(
+            logits
+        )
 
     def _estimate_duration(self, seconds: float) -> None:
         """On a CPU, say early how long the whole run will take: a full-size grid there is

@@ -86,6 +86,14 @@ def test_architecture_and_device_checks_name_what_differs():
         check_architecture(state, seed, Path("r/c"))
     with pytest.raises(CheckpointError, match=r"r/config.yaml does not describe this checkpoint"):
         check_architecture(state, seed, Path("r/c"), resuming=False)
+    # v2's projection BN and bottleneck stride: the seed's (Fig. 7, the skeleton's 3x3) against
+    # He et al.'s released code; v1_shortcut does not shape a v2 network.
+    v2_seed = {"config": make_config("seed", version=2, resnet_size=3).to_dict()}
+    with pytest.raises(CheckpointError) as info:
+        check_architecture(v2_seed, make_config("paper", version=2, resnet_size=3), Path("c"))
+    assert "v2_projection_bn True (checkpoint) vs False (run)" in str(info.value)
+    assert "resume with --v2-projection-bn --bottleneck-stride 3x3 to" in str(info.value)
+    assert "v1_shortcut" not in str(info.value)
     check_device_type({"device_type": "cuda"}, "cuda", Path("c"))
     check_device_type({}, "cpu", Path("c"))  # checkpoints from before the field: CPU
     with pytest.raises(CheckpointError, match=r"on cuda, but this run is on cpu"):

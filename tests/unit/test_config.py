@@ -17,8 +17,13 @@ def test_seed_recipe_holds_the_seed_setup():
         128,
         200,
     )
-    assert c.bn_momentum == 0.997 and c.schedule == "constant"
+    assert c.schedule == "constant"
     assert (c.split_index, c.valid_fraction, c.checkpoint_every) == (45_000, 0.0, 10)
+    # Fig. 4's 0.997 on batch_norm_relu_layer only; PyTorch's 0.1 in blocks and shortcuts.
+    assert (c.start_output_bn_momentum, c.bn_momentum) == (0.997, 0.1)
+    assert c.v2_projection_bn and c.bottleneck_stride == "3x3"  # Fig. 7; the skeleton's
+    # skeleton main.py: 10 more epochs on all training images, then the test.
+    assert (c.continue_epochs, c.last_epoch, c.bn_group_images) == (10, 210, 0)
 
 
 def test_paper_recipe_holds_he_et_al_2015():
@@ -32,11 +37,13 @@ def test_paper_recipe_holds_he_et_al_2015():
     )
     assert c.milestones == [32_000, 48_000] and c.lr_decay == 0.1 and c.max_iters == 64_000
     assert c.split_index == 50_000 and c.bn_momentum == 0.1  # all 50k images train
-    assert (c.shortcut, c.normalization, c.bn_groups) == ("A", "pixel_mean", 2)
+    assert (c.shortcut, c.normalization, c.bn_group_images) == ("A", "pixel_mean", 64)
+    # He et al.'s released resnet-pre-act.lua: bare projection, the first 1x1 strides.
+    assert (c.v2_projection_bn, c.bottleneck_stride, c.continue_epochs) == (False, "1x1", 0)
     assert make_config("paper", version=2, resnet_size=18).shortcut == "B"  # He et al. 2016
     assert c.epochs == 164  # 64k iterations of 391 steps (50k images, batch 128)
     assert c.epochs * ((50_000 + 127) // 128) >= c.max_iters > (c.epochs - 1) * 391
-    assert make_config("seed").shortcut == "B" and make_config("seed").bn_groups == 1
+    assert make_config("seed").shortcut == "B"
     assert make_config("seed").normalization == "per_image"
     assert not c.warms_up  # ResNet-20 does not warm up
     deep = make_config("paper", version=1, resnet_size=18)  # ResNet-110
@@ -96,7 +103,12 @@ def test_yaml_and_json_round_trip(tmp_path):
         ({"max_iters": -5}, r"^max_iters must be >= 0 \(0: none\), got -5$"),
         ({"valid_fraction": 1.0}, r"^valid_fraction must be in \[0, 1\), got 1.0$"),
         ({"label_smoothing": 1.0}, r"^label_smoothing must be in \[0, 1\), got 1.0$"),
-        ({"bn_groups": 3}, r"^bn_groups 3 must divide batch_size 128$"),
+        ({"bn_group_images": 48}, r"^bn_group_images 48 must divide batch_size 128, so that"),
+        ({"bn_group_images": -1}, r"^bn_group_images must be >= 0 \(0: none\), got -1$"),
+        ({"sync_bn": True}, r"^sync_bn normalizes over all ranks' batch_size images, bn_group_"),
+        ({"continue_epochs": 10}, r"^continue_epochs 10 continues a constant learning rate"),
+        ({"start_output_bn_momentum": 2.0}, r"^start_output_bn_momentum must be in \[0, 1\]"),
+        ({"bottleneck_stride": "2x2"}, r"bottleneck_stride must be one of \('3x3', '1x1'\)"),
         ({"v1_shortcut": "C"}, r"v1_shortcut must be one of \('A', 'B'\)"),
         ({"colour": "red"}, "unknown config fields: colour"),
         ({"momentum": float("inf")}, r"^momentum must be in \[0, 1\), got inf$"),

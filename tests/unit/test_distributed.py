@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 
 from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import load_checkpoint
-from resnet_repro.config import make_config
+from resnet_repro.config import ConfigError, make_config
 from resnet_repro.distributed import Distributed
 from resnet_repro.image_utils import crop_flip_unchecked, draw_crop_flip
 from resnet_repro.schedule import steps_per_epoch
@@ -44,7 +44,7 @@ def tiny_config(archive, **overrides):
         # 31 does not divide among 2 ranks (15 + 16), nor does the epoch's last batch of 5
         # (2 + 3): the loss weighting of uneven shards is exercised.
         "batch_size": 31,
-        "bn_groups": 1,
+        "bn_group_images": 0,
         "lr": 0.05,
         "data": str(archive),
         "valid_fraction": 0.2,
@@ -125,6 +125,52 @@ def test_two_ranks_agree_every_step_and_match_one_process(archive, tmp_path):
     assert outcome["mismatches"] == []
     assert outcome["diff"] < TOLERANCE
     assert (tmp_path / "run" / "last.ckpt").is_file()
+
+
+def _rank_fit(rank, port, archive, out, overrides):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch_dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    config = tiny_config(archive, **overrides)
+    Trainer(config, out, echo=False, progress=False, dist=Distributed(rank, WORLD, rank)).fit()
+    torch_dist.destroy_process_group()
+
+
+GROUPED = {"batch_size": 32, "bn_group_images": 16}
+
+
+@pytest.mark.slow
+def test_a_bn_group_is_the_same_images_on_one_process_and_on_two(archive, tmp_path):
+    """The paper recipe's BN group is a number of images (64 there, 16 here), not a share of
+    each process's batch: one process forwarding 2 groups of 16 and two processes of 16 images
+    each train the same weights (to float tolerance: gloo sums in another order). Planted bug:
+    a group taken as a share per process (2 groups on each rank, of 8) fails this."""
+    mp.spawn(_rank_fit, args=(free_port(), archive, tmp_path / "two", GROUPED), nprocs=WORLD)
+    config = tiny_config(archive, **GROUPED)
+    one = Trainer(config, tmp_path / "one", echo=False, progress=False, dist=Distributed())
+    assert one.bn_groups(32) == 2
+    one.fit()
+    two = load_checkpoint(tmp_path / "two" / "last.ckpt")["model"]
+    ungrouped = Trainer(
+        tiny_config(archive, batch_size=32), tmp_path / "plain", echo=False, progress=False
+    )
+    ungrouped.fit()
+    # The weights; not the BN running statistics, which rank 0 moves by its own group only
+    # and one process by both groups in turn (evaluation uses them, training does not).
+    for name, value in one.model.named_parameters():
+        torch.testing.assert_close(two[name], value.detach(), rtol=0, atol=1e-4, msg=name)
+    plain = dict(ungrouped.model.named_parameters())
+    assert max((plain[k].detach() - two[k]).abs().max() for k in plain) > 1e-3
+
+
+def test_a_bn_group_larger_than_each_process_share_is_refused(archive, tmp_path):
+    config = tiny_config(archive, batch_size=32, bn_group_images=32)
+    with pytest.raises(ConfigError, match=r"^bn_group_images 32: 2 processes share batch_size "):
+        Trainer(config, tmp_path / "r", echo=False, progress=False, dist=Distributed(0, 2, 0))
+    with pytest.raises(ConfigError, match=r"^sync_bn normalizes over all ranks' batch_size imag"):
+        tiny_config(archive, batch_size=32, bn_group_images=16, sync_bn=True)
+    # sync_bn with the whole batch (bn_group_images 0) is what it always was.
+    assert tiny_config(archive, bn_group_images=0, sync_bn=True).sync_bn
 
 
 def cli(*args, torchrun=0, env=None, **kwargs):

@@ -28,7 +28,7 @@ def test_gpu_check_writes_a_summary(fake_archive, tmp_path):
     steps = summary["steps"]
     assert set(steps) == {
         "cuda tier (pytest -m cuda)",
-        "cuda benchmarks, whole-step graphs",
+        "cuda benchmarks, whole-step graphs and grouped BN",
         "other cuda benchmarks",
         "rehearsal of params.yaml (dvc repro)",
         "training, paper v1 n=3",

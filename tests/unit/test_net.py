@@ -9,7 +9,6 @@ from torch import nn
 from resnet_repro.net import (
     BatchNormReLU,
     BottleneckBlock,
-    GroupBatchNorm2d,
     OutputLayer,
     PaddedIdentity,
     ResNet,
@@ -222,39 +221,61 @@ def test_v2_refuses_option_a():
         ResNet(2, 1, shortcut="A")
 
 
-def test_grouped_bn_equals_independent_bns_on_each_half():
-    """BN over 2 groups of 64 = two BNs (as on He et al.'s two GPUs), each on its own half:
-    the same outputs, and running statistics the mean of the two BNs'."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(128, 8, 4, 4, generator=gen) * 3 + 1
-    grouped = GroupBatchNorm2d(8, groups=2, momentum=0.1)
-    halves = [torch.nn.BatchNorm2d(8, momentum=0.1) for _ in range(2)]
-    with torch.no_grad():
-        for bn in (grouped, *halves):
-            bn.weight.copy_(torch.linspace(0.5, 2, 8))
-            bn.bias.copy_(torch.linspace(-1, 1, 8))
-    out = grouped(x)
-    expected = torch.cat([bn(part) for bn, part in zip(halves, x.chunk(2), strict=True)])
-    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
-    whole = torch.nn.BatchNorm2d(8)(x)
-    assert (out - whole).abs().max() > 1e-3  # the grouping changes the result
-    for name in ("running_mean", "running_var"):
-        mean_of_halves = (getattr(halves[0], name) + getattr(halves[1], name)) / 2
-        torch.testing.assert_close(getattr(grouped, name), mean_of_halves)
-    grouped.eval()
-    torch.testing.assert_close(
-        grouped(x),
-        torch.nn.functional.batch_norm(
-            x, grouped.running_mean, grouped.running_var, grouped.weight, grouped.bias
-        ),
+def test_start_output_bn_momentum_reaches_only_the_bn_relu_outside_the_blocks():
+    """The seed's batch_norm_relu_layer (momentum 0.997, its Fig. 4) sat after v1's first
+    convolution and before v2's pooling; every other BN had PyTorch's 0.1 (Figs. 5-7)."""
+    for version, edge in ((1, "start_bn_relu.bn"), (2, "output_layer.bn_relu.bn")):
+        net = ResNet(version, 2, bn_momentum=0.1, start_output_bn_momentum=0.997)
+        momenta = {n: m.momentum for n, m in net.named_modules() if isinstance(m, nn.BatchNorm2d)}
+        assert momenta.pop(edge) == 0.997
+        assert momenta and set(momenta.values()) == {0.1}
+    assert ResNet(1, 1, bn_momentum=0.3).start_bn_relu.bn.momentum == 0.3  # None: bn_momentum
+    with pytest.raises(ValueError, match=r"^ResNet: start_output_bn_momentum must be in \[0, 1\]"):
+        ResNet(1, 1, start_output_bn_momentum=1.5)
+
+
+def test_v2_projection_bn_adds_a_bn_after_each_projection():
+    """The seed's Fig. 7: Conv2d then BatchNorm2d; He et al.'s resnet-pre-act.lua: the bare
+    convolution. Three projections (16->64, 64->128, 128->256) add 2 x 448 parameters."""
+    bare, with_bn = ResNet(2, 18), ResNet(2, 18, v2_projection_bn=True, bn_momentum=0.3)
+    assert count_parameters(with_bn) - count_parameters(bare) == 896
+    shortcuts = [m.projection_shortcut for m in with_bn.modules() if isinstance(m, BottleneckBlock)]
+    projections = [m for m in shortcuts if m is not None]
+    assert len(projections) == 3
+    for m in projections:
+        assert isinstance(m[0], nn.Conv2d) and isinstance(m[1], nn.BatchNorm2d)
+        assert m[1].momentum == 0.3
+    assert all(
+        isinstance(m, nn.Conv2d)
+        for m in (b.projection_shortcut for b in bare.modules() if isinstance(b, BottleneckBlock))
+        if m is not None
     )
-    assert set(grouped.state_dict()) == set(torch.nn.BatchNorm2d(8).state_dict())
+    assert with_bn(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_bn_groups_reach_every_bn_of_the_network():
-    net = ResNet(2, 1, bn_groups=2)
-    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert bns and all(isinstance(m, GroupBatchNorm2d) and m.groups == 2 for m in bns)
+@pytest.mark.parametrize(("stride_on", "strides"), [("3x3", (1, 2)), ("1x1", (2, 1))])
+def test_bottleneck_stride_picks_the_convolution_that_downsamples(stride_on, strides):
+    """TensorFlow's official model (the seed's skeleton) strides the 3x3; He et al.'s released
+    code strides the first 1x1. Either way the block halves the resolution."""
+    net = ResNet(2, 2, bottleneck_stride=stride_on)
+    first_of_stack_2 = net.stacks[1][0]
+    assert (first_of_stack_2.conv1.stride[0], first_of_stack_2.conv2.stride[0]) == strides
+    assert all(m.stride == (1, 1) for m in net.stacks[1][1].modules() if isinstance(m, nn.Conv2d))
+    block = BottleneckBlock(64, 128, stride=2, stride_on=stride_on)
+    assert block(torch.randn(2, 64, 8, 8)).shape == (2, 128, 4, 4)
+    with pytest.raises(ValueError, match=r"^ResNet: bottleneck_stride must be 3x3 or 1x1"):
+        ResNet(2, 1, bottleneck_stride="2x2")
+    with pytest.raises(ValueError, match=r"^BottleneckBlock: stride_on must be 3x3 or 1x1"):
+        BottleneckBlock(64, 128, stride=2, stride_on="3")
+
+
+def test_bottleneck_stride_changes_the_function_not_the_parameters():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 32, 32, generator=gen)
+    a = ResNet(2, 1, bottleneck_stride="3x3").eval()
+    b = ResNet(2, 1, bottleneck_stride="1x1").eval()
+    b.load_state_dict(a.state_dict())
+    assert (a(x) - b(x)).abs().max() > 1e-4
 
 
 def test_standard_block_adds_the_shortcut_before_the_last_relu():
@@ -308,19 +329,6 @@ def test_every_bn_gets_the_momentum_and_defaults_are_the_papers():
     assert PaddedIdentity(16, 16, 2)(torch.ones(1, 16, 4, 4)).shape == (1, 16, 2, 2)
 
 
-@pytest.mark.parametrize("bn_groups", [0, True, 1.5])
-def test_bad_bn_groups_are_refused(bn_groups):
-    with pytest.raises(ValueError, match="bn_groups must be an integer >= 1"):
-        ResNet(1, 1, bn_groups=bn_groups)
-
-
-def test_grouped_bn_counts_batches_and_momentum_reaches_the_groups():
-    bn = batch_norm(4, momentum=0.3, groups=2)
-    assert isinstance(bn, GroupBatchNorm2d) and bn.momentum == 0.3 and bn.eps == 1e-5
-    bn(torch.randn(8, 4, 2, 2))
-    assert bn.num_batches_tracked.item() == 1
-
-
 def test_shortcut_errors_name_the_rule():
     with pytest.raises(ValueError, match=r"^StandardBlock: shortcut must be A or B, got 'C'$"):
         StandardBlock(16, 32, stride=2, shortcut="C")
@@ -334,9 +342,9 @@ def test_shortcut_errors_name_the_rule():
 
 def test_options_reach_every_block_of_deeper_stacks():
     for version in (1, 2):
-        net = ResNet(version, 2, bn_momentum=0.3, bn_groups=2)
+        net = ResNet(version, 2, bn_momentum=0.3, start_output_bn_momentum=0.3)
         bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-        assert all(isinstance(m, GroupBatchNorm2d) and m.momentum == 0.3 for m in bns)
+        assert bns and all(type(m) is nn.BatchNorm2d and m.momentum == 0.3 for m in bns)
     option_a = ResNet(1, 2, shortcut="A")
     assert sum(isinstance(m, PaddedIdentity) for m in option_a.modules()) == 2
     assert option_a(torch.randn(2, 3, 32, 32)).shape == (2, 10)
@@ -356,4 +364,3 @@ def test_defaults_and_boundaries_of_the_constructors():
 def test_bn_helpers_default_to_plain_batch_norm():
     assert type(batch_norm(4, momentum=0.1)) is nn.BatchNorm2d
     assert type(BatchNormReLU(4).bn) is nn.BatchNorm2d
-    assert GroupBatchNorm2d(4, groups=2).momentum == 0.1

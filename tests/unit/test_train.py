@@ -22,7 +22,7 @@ from resnet_repro.cifar import DataError
 from resnet_repro.config import ConfigError, make_config
 from resnet_repro.data import load_splits
 from resnet_repro.evaluate import evaluate_run
-from resnet_repro.schedule import lr_factor
+from resnet_repro.schedule import lr_factor, steps_per_epoch
 from resnet_repro.train import Trainer, TrainingError, TrainingInterrupted, train
 
 
@@ -244,6 +244,57 @@ def test_resume_in_process_matches_uninterrupted(fake_archive, tmp_path):
     train(tiny_config(fake_archive, epochs=3), tmp_path / "whole", echo=False)
     train(tiny_config(fake_archive, epochs=1), tmp_path / "part", echo=False)
     train(tiny_config(fake_archive, epochs=3), tmp_path / "part", resume=True, echo=False)
+    assert weights_digest(tmp_path / "part/last.ckpt") == weights_digest(
+        tmp_path / "whole/last.ckpt"
+    )
+
+
+def seed_protocol(data, **overrides):
+    """The seed recipe's protocol at toy size: 2 epochs on the training split, then 2 more on
+    every training image (its 10 continued epochs)."""
+    values = {
+        "version": 1,
+        "resnet_size": 1,
+        "epochs": 2,
+        "continue_epochs": 2,
+        "batch_size": 32,
+        "data": str(data),
+        "valid_fraction": 0.2,
+        "device": "cpu",
+        "checkpoint_every": 1,
+    }
+    return make_config("seed", **{**values, **overrides})
+
+
+def test_the_seed_protocol_continues_on_every_training_image(fake_archive, tmp_path, capsys):
+    """Skeleton main.py: model.train(x_train, y_train, 10) after the 200 epochs on x_train_new;
+    the same model, optimizer state and random streams, on the validation images too."""
+    trainer = Trainer(seed_protocol(fake_archive), tmp_path / "run", progress=False)
+    history = trainer.fit()
+    n_train, n_all = trainer.n_train, trainer.n_all
+    assert n_all == n_train + len(trainer.splits.y_valid) > n_train
+    assert torch.equal(trainer.x_all[:n_train], trainer.x_train)
+    valid = torch.as_tensor(trainer.splits.x_valid)
+    assert torch.equal(trainer.x_all[n_train:].reshape(valid.shape), valid)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    # The continued epochs are not validated: they train on the validation images.
+    assert [h["valid_acc"] is None for h in history] == [False, False, True, True]
+    per_epoch = steps_per_epoch(n_train, 32), steps_per_epoch(n_all, 32)
+    assert per_epoch[1] > per_epoch[0]
+    assert trainer.global_step == 2 * per_epoch[0] + 2 * per_epoch[1]
+    assert (tmp_path / "run/model-4.ckpt").is_file()
+    out = capsys.readouterr().out
+    assert out.count("### Training... ###") == 2 and f"continued on all {n_all}" in out
+
+
+@pytest.mark.parametrize("stop", [2, 3])
+def test_a_resume_in_or_before_the_continuation_is_bitwise_uninterrupted(
+    fake_archive, tmp_path, stop
+):
+    train(seed_protocol(fake_archive), tmp_path / "whole", echo=False)
+    part = seed_protocol(fake_archive, continue_epochs=stop - 2)
+    train(part, tmp_path / "part", echo=False)
+    train(seed_protocol(fake_archive), tmp_path / "part", resume=True, echo=False)
     assert weights_digest(tmp_path / "part/last.ckpt") == weights_digest(
         tmp_path / "whole/last.ckpt"
     )
