@@ -317,7 +317,9 @@ class TrainConfig:
     sync_bn: bool = _setting(False, "SyncBatchNorm across torchrun ranks (CUDA only)")
     # data and outputs
     data: str = _setting("data", "CIFAR-10 archive, or a folder holding cifar-10-batches-py/")
-    cache_dir: str = _setting("", "decoded-array cache (''; beside the batches for a folder)")
+    cache_dir: str = _setting(
+        "", "decoded-array cache folder ('': $RESNET_REPRO_CACHE, else the platform's user cache)"
+    )
     split_index: int = _recipe_setting(
         "split_index",
         "the first split_index training images train, the rest validate (50000: all train)",

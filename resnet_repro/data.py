@@ -1,6 +1,13 @@
 """CIFAR-10 from disk into arrays: restricted unpickling of the batches, a decoded-array cache,
 and the train/validation split.
 
+The cache (``cache_dir``; by default the platform's user cache folder, see ``default_cache_dir``)
+keeps the decoded arrays under the digest of the data's content, so it cannot serve other data
+than the source holds. A source is mapped to that digest through its files' fingerprint (path,
+size, inode, modification and change times: extraction sets the change time, which no tool
+can set back), so a source seen before is not read again. Nothing is written into the data's
+own folder.
+
 Guarantees:
 
 * Batches are Python-2 pickles. They are read by ``RestrictedUnpickler``, which resolves only
@@ -17,6 +24,7 @@ import io
 import json
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +35,7 @@ from resnet_repro.atomic import write_bytes_atomic
 from resnet_repro.cifar import (
     BATCH_DIR,
     DATA_MEMBERS,
+    LABEL_NAMES,
     NUM_CLASSES,
     OFFICIAL_COUNTS,
     OFFICIAL_MD5,
@@ -117,9 +126,10 @@ def _batch_arrays(batch: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndar
     return x, y
 
 
-def _read_members(source: Path) -> tuple[dict[str, bytes], str]:
-    """The data members' bytes and the source's md5 (the archive's, as recorded by fetch for a
-    folder, or computed over the batch files)."""
+def _read_members(source: Path) -> tuple[dict[str, bytes], str, str]:
+    """The data members' bytes, the source's md5 (the archive's; for a folder, the archive's
+    recorded by fetch when the batches are still those it extracted, else a digest of the batch
+    files) and the digest of the content (the archive's md5, or that of the batch files)."""
     if source.is_file():
         members: dict[str, bytes] = {}
         with open_tar(source) as tar:
@@ -128,17 +138,23 @@ def _read_members(source: Path) -> tuple[dict[str, bytes], str]:
                 if base in DATA_MEMBERS:
                     with reading(source), tar.extractfile(member) as f:
                         members[base] = f.read()
-        source_md5 = md5_of(source)
+        source_md5 = content = md5_of(source)
     else:
         folder = source / BATCH_DIR if (source / BATCH_DIR).is_dir() else source
         members = {m: (folder / m).read_bytes() for m in DATA_MEMBERS if (folder / m).is_file()}
-        recorded = read_source(folder.parent).get("archive_md5")
-        digest = hashlib.md5(b"".join(hashlib.md5(members[m]).digest() for m in sorted(members)))
-        source_md5 = recorded or digest.hexdigest()
+        member_md5 = {m: hashlib.md5(data).hexdigest() for m, data in members.items()}
+        content = hashlib.md5("".join(member_md5[m] for m in sorted(members)).encode()).hexdigest()
+        recorded = read_source(folder.parent)
+        # fetch's record holds only while the batches are the ones it extracted (another
+        # archive extracted over them by hand keeps the old record).
+        unchanged = recorded.get("member_md5") == {
+            m: h for m, h in member_md5.items() if m in recorded.get("member_md5", {})
+        }
+        source_md5 = recorded.get("archive_md5") if recorded and unchanged else content
     missing = [m for m in DATA_MEMBERS if m not in members]
     if missing:
         raise DataError(f"{source}: missing CIFAR-10 files {', '.join(missing)}")
-    return members, source_md5
+    return members, source_md5, content
 
 
 def _is_official(members: dict[str, bytes], source_md5: str) -> bool:
@@ -157,26 +173,69 @@ def load_cifar10(
 
     ``source`` is a CIFAR archive file, a folder holding ``cifar-10-batches-py/``, or that
     folder itself. With ``cache_dir`` the decoded arrays are kept there as ``.npy`` files
-    (returned memory-mapped, read-only) together with the source's md5; the cache is rebuilt
-    when the source changes. For the official archive the exact counts are checked.
+    (returned memory-mapped, read-only) under the digest of the source's content (see the module
+    docstring). For the official archive the exact counts are checked.
     """
-    return load_cifar10_with_md5(source, cache_dir=cache_dir)[0]
+    return load_source(source, cache_dir=cache_dir).arrays
 
 
-def load_cifar10_with_md5(
-    source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], str]:
-    """``load_cifar10``'s arrays and the md5 of their source (the archive's, as recorded by
-    fetch for a folder, or computed over the batch files)."""
+@dataclass(frozen=True)
+class Loaded:
+    """A source's decoded arrays (``load_cifar10``'s), its md5 (the archive's, as recorded by
+    fetch for a folder, or computed over the batch files) and its class names (batches.meta's
+    ``label_names``)."""
+
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    source_md5: str
+    label_names: tuple[str, ...]
+
+
+def load_source(source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> Loaded:
+    """``load_cifar10``'s arrays with the source's md5 and class names."""
     source = Path(source)
     if not source.exists():
         raise DataError(f"{source}: no such file or folder")
     cache = Path(cache_dir) if cache_dir is not None else None
+    fingerprint = _fingerprint(source)
     if cache is not None:
-        hit = _load_cache(cache, source)
+        hit = _cached_source(cache, fingerprint)
         if hit is not None:
             return hit
-    members, source_md5 = _read_members(source)
+    members, source_md5, content = _read_members(source)
+    loaded = _cached_content(cache, content, source_md5) if cache is not None else None
+    if loaded is None:
+        arrays = _decode(source, members, source_md5)
+        names = label_names(members["batches.meta"], f"{source}:batches.meta")
+        loaded = Loaded(arrays, source_md5, names)
+        if cache is not None:
+            _write_content(cache / content, loaded)
+    if cache is not None:
+        _write_source(cache, fingerprint, source_md5, content)
+    return loaded
+
+
+def check_batches(folder: Path, *, name: str) -> None:
+    """DataError unless every batch file in ``folder`` decodes as CIFAR data (restricted
+    unpickling: a pickle that would run code is refused, and runs nothing)."""
+    members = {m: (folder / m).read_bytes() for m in DATA_MEMBERS}
+    _decode(Path(name), members, "")
+    label_names(members["batches.meta"], f"{name}:batches.meta")
+
+
+def label_names(meta: bytes, name: str) -> tuple[str, ...]:
+    """batches.meta's ``label_names`` (CIFAR-10's when it has none): what ``predict`` prints."""
+    names = load_batch(meta, name=name).get("label_names")
+    if names is None:
+        return LABEL_NAMES
+    names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names]
+    if len(names) != NUM_CLASSES or not all(isinstance(n, str) and n for n in names):
+        raise DataError(f"{name}: label_names must be {NUM_CLASSES} non-empty names, got {names!r}")
+    return tuple(names)
+
+
+def _decode(
+    source: Path, members: dict[str, bytes], source_md5: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     xs, ys = [], []
     for name in TRAIN_BATCHES:
         x, y = _batch_arrays(load_batch(members[name], name=f"{source}:{name}"), f"{source}:{name}")
@@ -188,9 +247,7 @@ def load_cifar10_with_md5(
     arrays = (np.concatenate(xs), np.concatenate(ys), x_test, y_test)
     if _is_official(members, source_md5):
         _check_official_counts(source, arrays)
-    if cache is not None:
-        _write_cache(cache, arrays, source_md5, _fingerprint(source))
-    return arrays, source_md5
+    return arrays
 
 
 def _check_official_counts(source: Path, arrays: tuple[np.ndarray, ...]) -> None:
@@ -209,49 +266,88 @@ def _check_official_counts(source: Path, arrays: tuple[np.ndarray, ...]) -> None
             )
 
 
+def default_cache_dir() -> Path:
+    """Where decoded arrays are kept unless a run names ``cache_dir``: $RESNET_REPRO_CACHE, else
+    the platform's user cache folder (e.g. ~/.cache/resnet_repro on Linux)."""
+    override = os.environ.get("RESNET_REPRO_CACHE")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("resnet_repro"))
+
+
 def _fingerprint(source: Path) -> dict:
-    """What identifies the source cheaply: path, size and mtime of the archive or batch files."""
+    """What identifies the source's files without reading them: path, size, inode, and
+    modification and change times of the archive or of the batch files and fetch's record."""
     if source.is_file():
         files = [source]
     else:
         folder = source / BATCH_DIR if (source / BATCH_DIR).is_dir() else source
         files = [folder / m for m in DATA_MEMBERS] + [folder.parent / SOURCE_FILE]
         files = [p for p in files if p.is_file()]
+    stats = [(p.name, p.stat()) for p in files]
     return {
         "path": str(source.resolve()),
-        "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
+        "files": [[n, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns] for n, st in stats],
     }
 
 
-def _load_cache(cache: Path, source: Path) -> tuple[tuple[np.ndarray, ...], str] | None:
-    try:
-        meta = json.loads((cache / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("fingerprint") != _fingerprint(source):
-        return None
-    md5 = meta.get("source_md5", "")
-    try:
-        arrays = tuple(np.load(cache / f"{n}-{md5}.npy", mmap_mode="r") for n in ARRAY_NAMES)
-    except (OSError, ValueError):
-        return None
-    return arrays, md5
+def _source_record(cache: Path, fingerprint: dict) -> Path:
+    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+    return cache / "sources" / f"{key}.json"
 
 
-def _write_cache(cache: Path, arrays: tuple[np.ndarray, ...], source_md5: str, fp: dict) -> None:
-    """Array files named after the source's md5, then meta.json pointing at them, each written
-    atomically: processes filling the same cache at once write identical files, and a reader
-    sees either the old or the new meta, with the files it names."""
-    cache.mkdir(parents=True, exist_ok=True)
-    for name, array in zip(ARRAY_NAMES, arrays, strict=True):
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(array))
-        write_bytes_atomic(cache / f"{name}-{source_md5}.npy", buf.getvalue())
-    meta = {"source_md5": source_md5, "fingerprint": fp}
-    write_bytes_atomic(cache / "meta.json", json.dumps(meta, indent=2).encode())
-    for stale in cache.glob("*.npy"):
-        if not stale.name.endswith(f"-{source_md5}.npy"):
-            stale.unlink(missing_ok=True)
+def _cached_source(cache: Path, fingerprint: dict) -> Loaded | None:
+    """What a source whose files have not changed since it was cached holds."""
+    try:
+        record = json.loads(_source_record(cache, fingerprint).read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("fingerprint") != fingerprint:
+        return None
+    return _cached_content(cache, str(record.get("content", "")), record["source_md5"])
+
+
+def _cached_content(cache: Path, content: str, source_md5: str) -> Loaded | None:
+    folder = cache / content
+    if not content or not (folder / "complete").is_file():
+        return None
+    try:
+        arrays = tuple(np.load(folder / f"{n}.npy", mmap_mode="r") for n in ARRAY_NAMES)
+        names = tuple(json.loads((folder / "label_names.json").read_text()))
+    except (OSError, ValueError):
+        return None
+    return Loaded(arrays, source_md5, names)
+
+
+def _write_content(folder: Path, loaded: Loaded) -> None:
+    """The array files and the class names, each written atomically, then the ``complete``
+    marker: processes filling the same cache at once write identical files, and a reader uses
+    the folder only once all of them are there. A cache that cannot be written is skipped,
+    with a warning."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, array in zip(ARRAY_NAMES, loaded.arrays, strict=True):
+            buf = io.BytesIO()
+            np.save(buf, np.ascontiguousarray(array))
+            write_bytes_atomic(folder / f"{name}.npy", buf.getvalue())
+        write_bytes_atomic(folder / "label_names.json", json.dumps(loaded.label_names).encode())
+        write_bytes_atomic(folder / "complete", b"")
+    except OSError as e:
+        warnings.warn(
+            f"decoded-array cache {folder} not written ({e}); set --cache-dir", stacklevel=3
+        )
+
+
+def _write_source(cache: Path, fingerprint: dict, source_md5: str, content: str) -> None:
+    record = {"fingerprint": fingerprint, "source_md5": source_md5, "content": content}
+    path = _source_record(cache, fingerprint)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, json.dumps(record, indent=2).encode())
+    except OSError:
+        pass  # _write_arrays has warned already, or the arrays are cached: a re-read next time
 
 
 def train_valid_split(
@@ -286,7 +382,8 @@ def train_valid_split(
 
 @dataclass
 class Splits:
-    """uint8 images ``[N, 3072]`` and int64 labels of each split, and the source's md5."""
+    """uint8 images ``[N, 3072]`` and int64 labels of each split, the source's md5 and its
+    class names."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -295,18 +392,17 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     source_md5: str
+    label_names: tuple[str, ...] = LABEL_NAMES
 
 
 def load_splits(config: TrainConfig) -> Splits:
     """The data ``config.data`` names, split into train/validation as the config says (the
-    seed: the first 45k training images train), with the test set. A folder source keeps its
-    decoded-array cache beside the batches unless ``config.cache_dir`` names one."""
+    seed: the first 45k training images train), with the test set. Decoded arrays are cached
+    in ``config.cache_dir``, or ``default_cache_dir()``."""
     source = Path(config.data)
-    cache = config.cache_dir or None
-    if cache is None and source.is_dir():
-        root = source if (source / BATCH_DIR).is_dir() else source.parent
-        cache = root / "npy-cache"
-    (x, y, x_test, y_test), md5 = load_cifar10_with_md5(source, cache_dir=cache)
+    cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    loaded = load_source(source, cache_dir=cache)
+    x, y, x_test, y_test = loaded.arrays
     if config.valid_fraction > 0:
         split = train_valid_split(x, y, None, valid_fraction=config.valid_fraction)
     else:
@@ -316,4 +412,6 @@ def load_splits(config: TrainConfig) -> Splits:
                 f"{source}; set valid_fraction (e.g. 0.1) for a small data set"
             )
         split = train_valid_split(x, y, config.split_index)
-    return Splits(*split, np.asarray(x_test), np.asarray(y_test), md5)
+    return Splits(
+        *split, np.asarray(x_test), np.asarray(y_test), loaded.source_md5, loaded.label_names
+    )

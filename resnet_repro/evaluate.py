@@ -83,11 +83,13 @@ def parse_checkpoints(spec: str) -> list[int]:
 
 @dataclass
 class Restored:
-    """A checkpoint's network (on a device, in eval mode), its config and its input transform."""
+    """A checkpoint's network (on a device, in eval mode), its config, its input transform and
+    the names of its classes (its training data's; CIFAR-10's for checkpoints without them)."""
 
     model: ResNet
     config: TrainConfig
     normalize: Normalization
+    label_names: tuple[str, ...]
 
 
 def model_from_checkpoint(
@@ -108,7 +110,10 @@ def model_from_checkpoint(
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit the recorded architecture ({e})") from e
-    return Restored(model.to(device).eval(), config, normalize.to(device))
+    names = state.get("label_names") or LABEL_NAMES
+    if len(names) != config.num_classes or not all(isinstance(n, str) for n in names):
+        names = tuple(str(i) for i in range(config.num_classes))
+    return Restored(model.to(device).eval(), config, normalize.to(device), tuple(names))
 
 
 def load_eval_data(
@@ -234,9 +239,8 @@ def predict(
     batch = np.stack([load_image(p) for p in images]).transpose(0, 3, 1, 2)
     inputs = restored.normalize(torch.as_tensor(batch).to(dev))
     probs = torch.softmax(restored.model(inputs), dim=1).cpu()
-    names = LABEL_NAMES if probs.shape[1] == len(LABEL_NAMES) else None
     out = []
     for row in probs:
         order = torch.argsort(row, descending=True).tolist()
-        out.append([(names[i] if names else str(i), float(row[i])) for i in order])
+        out.append([(restored.label_names[i], float(row[i])) for i in order])
     return out

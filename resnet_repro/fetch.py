@@ -266,6 +266,12 @@ def _extract(archive: Path, dest: Path, *, official: bool, archive_md5: str) -> 
                     raise DataError(
                         f"{archive}: member {name} has md5 {member_md5[name]}, expected {expected}"
                     )
+        else:
+            # A matching md5 says the file is the one asked for, not that it is CIFAR data:
+            # decode every batch (with the restricted unpickler) before calling it ready.
+            from resnet_repro.data import check_batches  # data.py imports this module
+
+            check_batches(tmp, name=str(archive))
         final = dest / BATCH_DIR
         (dest / SOURCE_FILE).unlink(missing_ok=True)
         if final.exists():

@@ -160,9 +160,13 @@ def project_grid(
                 )
         timing = timings[key]
         n_train, n_valid = image_counts(config)
-        run_steps = total_steps(config, n_train)
-        epochs = -(-run_steps // epoch_steps(config, n_train))
-        per_seed = run_steps * timing.step_s + epochs * n_valid * timing.eval_image_s
+        run_steps = total_steps(config, n_train, n_continue=n_train + n_valid)
+        # Validated epochs: those on the training split (continued epochs are not validated).
+        validated = -(-total_steps(config, n_train) // epoch_steps(config, n_train))
+        if config.continue_epochs:
+            validated = config.epochs
+        epochs = validated + config.continue_epochs
+        per_seed = run_steps * timing.step_s + validated * n_valid * timing.eval_image_s
         projections.append(
             RunProjection(name, len(seeds), run_steps, epochs, n_valid, len(seeds) * per_seed)
         )

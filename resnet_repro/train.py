@@ -28,6 +28,7 @@ Design choices:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import time
@@ -51,7 +52,7 @@ from resnet_repro.checkpoint import (
 from resnet_repro.config import ConfigError, TrainConfig
 from resnet_repro.data import DataError, Splits, load_splits
 from resnet_repro.distributed import Distributed
-from resnet_repro.evaluate import evaluate_model
+from resnet_repro.evaluate import evaluate_model, recorded_data
 from resnet_repro.image_utils import Normalization, crop_flip_unchecked, draw_crop_flip
 from resnet_repro.run_folder import (
     HISTORY,
@@ -302,6 +303,7 @@ class Trainer:
             "package_version": __version__,
             "code_digest": self.code_digest,
             "data_md5": self.splits.source_md5,
+            "label_names": list(self.splits.label_names),
             "device_type": self.device.type,
         }
 
@@ -644,4 +646,7 @@ def train(
         last = Path(out_dir) / "last.ckpt"
         if last.exists():  # fail on a foreign checkpoint before loading any data
             check_architecture(load_checkpoint(last), config, last)
+        if not Path(config.data).exists() and Path(out_dir).is_dir():
+            # --data was given relative to the folder the run started in: find it from here.
+            config = dataclasses.replace(config, data=recorded_data(Path(out_dir), config.data))
     return Trainer(config, out_dir, **kwargs).fit(resume=resume, allow_changes=allow_changes)

@@ -1,6 +1,7 @@
 """Shared test setup: hypothesis profiles (chosen by HYPOTHESIS_PROFILE) and data fixtures."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ from resnet_repro.config import make_config
 # cuBLAS reads its workspace setting when its first handle is made, which in a test session may
 # be a test without --deterministic; deterministic runs later in the session need it set by then.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+# The decoded-array cache of every run the tests start (subprocesses included) goes to a folder
+# of this session, not to the user's cache.
+os.environ.setdefault("RESNET_REPRO_CACHE", tempfile.mkdtemp(prefix="resnet-repro-test-cache-"))
 
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile(

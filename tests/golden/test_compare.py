@@ -160,8 +160,21 @@ def test_seed_table_holds_the_reports_numbers():
     values = {(c.run, c.metric): c.golden for c in cells}
     assert values[("seed-v1-n18", "valid_acc_final")] == 0.8984
     assert values[("seed-v2-n8", "valid_acc_final")] == 0.8662
-    assert values[("seed-v1-n18", "test_acc_chosen")] == 0.8981
-    assert {c.rule for c in cells} == {"two_sided"} and {c.points for c in cells} == {1.0}
+    # The test cells compare the model after the continued epochs (Figs. 10-11: model-10.ckpt).
+    assert values[("seed-v1-n18", "test_acc_continued")] == 0.8981
+    assert values[("seed-v2-n18", "test_acc_continued")] == 0.8729
+    # Checkpoints 160-190 of the n=18 runs (Figs. 10-11); 200 is Tables 1-2's cell.
+    assert [values[("seed-v1-n18", f"valid_acc@{e}")] for e in (160, 170, 180, 190)] == [
+        0.8986,
+        0.8968,
+        0.8984,
+        0.8982,
+    ]
+    assert values[("seed-v2-n18", "valid_acc@190")] == 0.8772
+    assert {c.rule for c in cells} == {"two_sided"} and {c.points for c in cells} == {2.12}
+    assert {(c.sigma_run, c.k) for c in cells} == {(0.5, 3.0)}
+    doc = yaml.safe_load((TABLES / "seed.yaml").read_text())
+    assert doc["epoch_seconds"] == {"seed-v1-n18": 74.83, "seed-v2-n18": 93.36}
 
 
 def test_paper_table_holds_he_et_al_and_no_invented_numbers():
@@ -175,7 +188,46 @@ def test_paper_table_holds_he_et_al_and_no_invented_numbers():
         "paper-v2-n8",
         "paper-v2-n16",
     ]
-    assert {c.rule for c in cells} == {"one_sided_below"} and {c.points for c in cells} == {0.5}
+    assert {c.rule for c in cells} == {"one_sided_below"}
+    points = {c.run: (c.points, c.sigma_run) for c in cells}
+    assert points["paper-v1-n3"] == (0.85, 0.2)  # single runs: 3 x sqrt(2) x 0.2
+    assert points["paper-v1-n18"] == (0.30, 0.16)  # mean of 5, the paper's own 0.16
+    assert points["paper-v2-n18"] == (0.48, 0.2)  # median of 5
+
+
+def test_a_tolerance_must_match_its_derivation(tmp_path):
+    """points = k x sqrt(2) x the statistic's spread; a hand-edited number is refused."""
+    good = cell("r", 0.9, points=0.85)
+    good["tolerance"].update(sigma_run=0.2, k=3)
+    assert load_table(write_table(tmp_path / "ok.yaml", [good]))[1][0].derivation == (
+        "|measured - golden| <= 0.85 points: 3 standard errors of the difference of two values, "
+        "each one run, with a one-run spread of 0.2 points"
+    )
+    bad = cell("r", 0.9, points=0.5)
+    bad["tolerance"].update(sigma_run=0.2, k=3)
+    with pytest.raises(GoldenError, match=r"tolerance.points 0.5 does not match .*write points"):
+        load_table(write_table(tmp_path / "bad.yaml", [bad]))
+    half = cell("r", 0.9)
+    half["tolerance"]["k"] = 3
+    with pytest.raises(GoldenError, match=r"a derivation gives both sigma_run and k"):
+        load_table(write_table(tmp_path / "half.yaml", [half]))
+    mean = {**cell("r", 0.9, points=0.3), "statistic": "mean", "runs": 5}
+    mean["tolerance"].update(sigma_run=0.16, k=3)
+    assert "the mean of 5" in load_table(write_table(tmp_path / "m.yaml", [mean]))[1][0].derivation
+
+
+def test_a_checkpoint_cell_reads_the_per_checkpoint_accuracy(tmp_path):
+    table = write_table(
+        tmp_path / "t.yaml",
+        [cell("r", 0.90, metric="valid_acc@160"), cell("r", 0.90, metric="valid_acc@999")],
+    )
+    write_metrics(tmp_path / "m", "r", valid_acc={"160": 0.905, "170": 0.5}, valid_acc_final=0.5)
+    rows = compare([table], tmp_path / "m")["rows"]
+    assert [(r["measured"], r["verdict"]) for r in rows] == [
+        (0.905, "pass"),
+        (None, "unknown metric"),
+    ]
+    assert "Tolerances (each cell's rule" in markdown(compare([table], tmp_path / "m"))
 
 
 def test_mean_and_median_cells_use_the_papers_statistic_over_enough_seeds(tmp_path):

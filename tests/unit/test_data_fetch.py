@@ -267,3 +267,16 @@ def test_a_second_fetch_into_the_same_folder_waits_for_the_first(fake_archive, t
     assert not (dest / BATCH_DIR).exists()  # it waits, having written nothing
     os.close(fd)  # the first one ends
     assert second.wait(timeout=300) == 0 and (dest / BATCH_DIR).is_dir()
+
+
+def test_an_archive_with_a_code_running_pickle_is_not_called_ready(tmp_path):
+    """Its md5 matches the one given (the file is the one asked for), but its batch would run
+    code: fetch decodes every batch with the restricted unpickler before calling it ready."""
+    marker = tmp_path / "pwned"
+    raw = f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()
+    archive = evil_archive(tmp_path, extra={f"{BATCH_DIR}/data_batch_2": raw})
+    dest = tmp_path / "dest"
+    with pytest.raises(DataError, match=r"data_batch_2.*global os.system is not allowed"):
+        fetch(dest, archive=archive, md5=md5_of(archive))
+    assert not marker.exists()
+    assert not (dest / BATCH_DIR).exists()

@@ -1,9 +1,10 @@
 """load_cifar10 and friends: restricted unpickling, validation, cache, split, fake archive."""
 
+import os
 import pickle
 import pickletools
 import tarfile
-import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,15 @@ from resnet_repro.archive_writer import (
 )
 from resnet_repro.cifar import BATCH_DIR, DataError, md5_of
 from resnet_repro.config import make_config
-from resnet_repro.data import _check_official_counts, load_batch, load_cifar10, train_valid_split
+from resnet_repro.data import (
+    _check_official_counts,
+    default_cache_dir,
+    load_batch,
+    load_cifar10,
+    load_source,
+    load_splits,
+    train_valid_split,
+)
 
 
 def archive_with(tmp_path, name: str, batch_bytes: bytes):
@@ -174,23 +183,72 @@ def test_folder_sources_load_like_the_archive(fake_archive, tmp_path):
             assert np.array_equal(a, b)
 
 
-def test_cache_is_used_and_rebuilt_when_the_source_changes(tmp_path):
+def test_cache_is_keyed_by_content_and_used_while_the_files_are_unchanged(tmp_path):
     archive = write_fake_cifar10(tmp_path / "a.tar.gz", train_per_batch=10, test_size=10, seed=1)
     cache = tmp_path / "cache"
     first = load_cifar10(archive, cache_dir=cache)
-    meta = (cache / "meta.json").read_text()
-    assert md5_of(archive) in meta
+    first_md5 = md5_of(archive)
+    assert (cache / first_md5 / "complete").is_file()
     cached = load_cifar10(archive, cache_dir=cache)
     assert isinstance(cached[0], np.memmap)
     assert all(np.array_equal(a, b) for a, b in zip(first, cached, strict=True))
-    time.sleep(0.01)
     write_fake_cifar10(archive, train_per_batch=10, test_size=10, seed=2)
     rebuilt = load_cifar10(archive, cache_dir=cache)
     assert not np.array_equal(rebuilt[0], first[0])
-    assert md5_of(archive) in (cache / "meta.json").read_text()
-    assert sorted(p.name for p in cache.glob("*.npy")) == sorted(
-        f"{n}-{md5_of(archive)}.npy" for n in ("x_train", "y_train", "x_test", "y_test")
-    )
+    assert {p.name for p in cache.iterdir()} == {"sources", first_md5, md5_of(archive)}
+
+
+def test_another_archive_extracted_over_a_folder_is_never_served_from_the_cache(tmp_path):
+    """Extract A into F, load; extract B over it with tar (the same sizes, the archive's
+    modification times restored): the load gives B's images and md5, not A's, and nothing is
+    written into F."""
+    a = write_fake_cifar10(tmp_path / "a.tar.gz", train_per_batch=10, test_size=10, seed=1)
+    b = write_fake_cifar10(tmp_path / "b.tar.gz", train_per_batch=10, test_size=10, seed=2)
+    folder, cache = tmp_path / "F", tmp_path / "cache"
+    folder.mkdir()
+    with tarfile.open(a) as tar:
+        tar.extractall(folder, filter="data")
+    loaded = load_source(folder, cache_dir=cache)
+    from_a, a_md5 = loaded.arrays, loaded.source_md5
+    listing = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    with tarfile.open(b) as tar:
+        tar.extractall(folder, filter="data")
+    loaded = load_source(folder, cache_dir=cache)
+    from_b, b_md5 = loaded.arrays, loaded.source_md5
+    assert np.array_equal(from_b[0], load_cifar10(b)[0])
+    assert not np.array_equal(from_b[0], from_a[0]) and a_md5 != b_md5
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == listing
+
+
+def test_a_read_only_data_folder_loads_and_an_unwritable_cache_warns(tmp_path, monkeypatch):
+    archive = write_fake_cifar10(tmp_path / "a.tar.gz", train_per_batch=10, test_size=10, seed=1)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+    for p in (folder, folder / BATCH_DIR):
+        p.chmod(0o555)
+    blocked = tmp_path / "blocked"
+    blocked.mkdir(mode=0o555)
+    try:
+        monkeypatch.setenv("RESNET_REPRO_CACHE", str(tmp_path / "cache"))
+        config = make_config("seed", data=str(folder), valid_fraction=0.1)
+        assert len(load_splits(config).y_train) == 45
+        if os.geteuid() != 0:  # root writes anywhere
+            with pytest.warns(UserWarning, match=r"decoded-array cache .* not written"):
+                load_cifar10(folder, cache_dir=blocked / "c")
+    finally:
+        for p in (folder, folder / BATCH_DIR, blocked):
+            p.chmod(0o755)
+
+
+def test_the_default_cache_is_the_platforms_unless_overridden(monkeypatch, tmp_path):
+    from platformdirs import user_cache_dir
+
+    monkeypatch.setenv("RESNET_REPRO_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    monkeypatch.delenv("RESNET_REPRO_CACHE")
+    assert default_cache_dir() == Path(user_cache_dir("resnet_repro"))
 
 
 def test_seed_split():

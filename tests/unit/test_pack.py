@@ -114,3 +114,21 @@ def test_shared_jpeg_images_pack_and_load(tmp_path):
     assert x.shape == (2000 - 330, 3072) and x_test.shape == (330, 3072)
     assert len(y) + len(y_test) == 2000
     assert np.bincount(y_test).tolist() == [33] * 10
+
+
+def test_a_packed_archives_class_names_reach_the_checkpoint_and_predict(tmp_path, capsys):
+    """Classes c0..c9, packed, trained, predicted: predict prints the archive's names, not
+    CIFAR-10's (batches.meta's label_names, kept in each checkpoint)."""
+    names = [f"c{i}" for i in range(10)]
+    image_folder(tmp_path / "imgs", names=names)
+    packed = pack_image_folder(tmp_path / "imgs", tmp_path / "a.tar.gz", test_fraction=1 / 3)
+    args = ["train", "--recipe", "seed", "--version", "1", "--resnet-size", "1"]
+    args += ["--epochs", "1", "--continue-epochs", "0", "--batch-size", "8"]
+    args += ["--valid-fraction", "0.2", "--device", "cpu", "--data", str(packed.path)]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    image = tmp_path / "imgs" / "c3" / "0.png"
+    assert main(["predict", "--checkpoint", str(tmp_path / "run/model-1.ckpt"), str(image)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.split(": ", 1)[1].split()[0] in names
+    assert not any(name in printed for name in LABEL_NAMES)

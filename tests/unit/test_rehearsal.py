@@ -200,7 +200,8 @@ def test_check_rehearsal_passes_a_complete_one_and_names_a_missing_run(tmp_path)
 
 def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_path):
     """A median-of-5 cell shows the median, not the mean; the seed's test cell compares the
-    chosen checkpoint's accuracy, so the report has a row for it."""
+    accuracy after the continued epochs, so the report has a row for it; the continued epochs'
+    duration stands beside the seed's."""
     from resnet_repro.report import write_report
 
     runs = {
@@ -208,14 +209,21 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
         "seed-v1-n18": {"recipe": "seed", "version": 1, "resnet_size": 18},
     }
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"runs": runs}))
+    table = tmp_path / "seed.yaml"
+    table.write_text(yaml.safe_dump({"epoch_seconds": {"seed-v1-n18": 74.83}, "cells": []}))
+    params.write_text(yaml.safe_dump({"runs": runs, "compare": {"golden": str(table)}}))
     metrics = {
         "paper-v2-n18": {
             "test_acc_final": 0.3,
             "test_acc_final_median": 0.2,
             "seeds": {seed: {} for seed in "01234"},
         },
-        "seed-v1-n18": {"valid_acc_final": 0.5, "test_acc_chosen": 0.6, "test_acc_final": 0.7},
+        "seed-v1-n18": {
+            "valid_acc_final": 0.5,
+            "test_acc_continued": 0.6,
+            "test_acc_final": 0.7,
+            "continued_epoch_seconds": 12.25,
+        },
     }
     for run, values in metrics.items():
         (tmp_path / "m" / run).mkdir(parents=True)
@@ -233,7 +241,7 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
         },
         {
             "run": "seed-v1-n18",
-            "metric": "test_acc_chosen",
+            "metric": "test_acc_continued",
             "statistic": "single",
             "seeds": 1,
             "measured": 0.6,
@@ -244,6 +252,7 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
     comparison.write_text(json.dumps({"ok": False, "failed": ["x"], "rows": rows}))
     report = write_report(params, tmp_path / "m", comparison, tmp_path / "report").read_text()
     assert "| v2 | 0.2000 (median of 5) / 0.9454 |" in report
-    chosen = report.split("test_acc_chosen (measured / golden):")[1]
-    assert "| v1 | 0.6000 / 0.8981 |" in chosen.split("test_acc_final")[0]
+    continued = report.split("test_acc_continued (measured / golden):")[1]
+    assert "| v1 | 0.6000 / 0.8981 |" in continued.split("test_acc_final")[0]
     assert "| v1 | 0.7000 / no reference |" in report
+    assert "| seed-v1-n18 | 12.2 | 74.8 |" in report.split("## Epoch time")[1]

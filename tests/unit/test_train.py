@@ -19,7 +19,7 @@ from resnet_repro.checkpoint import (
     weights_digest,
 )
 from resnet_repro.cifar import DataError
-from resnet_repro.config import ConfigError, make_config
+from resnet_repro.config import ConfigError, TrainConfig, make_config
 from resnet_repro.data import load_splits
 from resnet_repro.evaluate import evaluate_run
 from resnet_repro.schedule import lr_factor, steps_per_epoch
@@ -298,6 +298,26 @@ def test_a_resume_in_or_before_the_continuation_is_bitwise_uninterrupted(
     assert weights_digest(tmp_path / "part/last.ckpt") == weights_digest(
         tmp_path / "whole/last.ckpt"
     )
+
+
+def test_a_run_started_with_relative_data_resumes_from_another_folder(
+    fake_archive, tmp_path, monkeypatch
+):
+    """config.yaml keeps --data as given (relative); a resume from elsewhere finds the data at
+    the absolute path provenance.json recorded, and says so in the resumed segment."""
+    import shutil
+
+    (tmp_path / "here").mkdir()
+    shutil.copy(fake_archive, tmp_path / "here" / "data.tar.gz")
+    monkeypatch.chdir(tmp_path / "here")
+    train(tiny_config("data.tar.gz", epochs=1), "run", echo=False)
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig.load(tmp_path / "here/run/config.yaml")
+    config.epochs = 2
+    train(config, tmp_path / "here/run", resume=True, echo=False)
+    segments = json.loads((tmp_path / "here/run/provenance.json").read_text())["segments"]
+    assert any("data 'data.tar.gz' ->" in change for change in segments[-1]["config_changes"])
+    assert load_checkpoint(tmp_path / "here/run/last.ckpt")["epoch"] == 2
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good(fake_archive, tmp_path):
