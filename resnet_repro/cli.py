@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import sys
@@ -304,6 +305,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_fetch(args: argparse.Namespace) -> int:
     from resnet_repro.cifar import OFFICIAL_MD5, OFFICIAL_URL
+    from resnet_repro.data import check_batches
     from resnet_repro.fetch import fetch_cifar10
 
     try:
@@ -321,6 +323,7 @@ def run_fetch(args: argparse.Namespace) -> int:
                 md5=args.md5 or OFFICIAL_MD5,
                 archive=archive,
                 progress=sys.stderr.isatty(),
+                check=functools.partial(check_batches, name=str(archive or url)),
             )
     except DataError as e:
         return fail("fetch", e)

@@ -12,15 +12,12 @@ nothing else. A recipe is a named set of field values applied before the user's 
   divided by 10 at 32k and 48k iterations, stop at 64k iterations; lr 0.01 for the first 400
   iterations when depth >= 110; identity shortcuts with zero padding; per-pixel mean
   subtracted; BN statistics over 64 images, as on the paper's two GPUs; all 50,000 training
-  images, the final model tested).
+  images, the final model tested); v2 as the authors' released resnet-pre-act.lua (the first
+  1x1 convolution of a downsampling bottleneck strides; no BN on the projection shortcut).
 * ``paper-valid``: the same on the 45k/5k split, for validation curves.
 * ``fast``: ours, beyond the seed and the papers: Nesterov SGD with a one-cycle learning rate,
   label smoothing 0.1, batch 512, 40 epochs, bf16 autocast, channels_last and torch.compile.
-  What has been measured, and nothing more: on one NVIDIA H200 (torch 2.11.0+cu130, commit
-  8694f4a, a JPEG-derived full-size CIFAR-10 archive), v1 n=3, 40 epochs, seed 0 reached 84.7%
-  test and 85.9% validation accuracy at about 1 s per epoch after a 52 s compilation. Whether
-  it reaches the paper recipe's accuracy in less time has not been measured (the comparison on
-  the same data, 3 seeds, v1 n=3 and n=18, awaits a GPU).
+  What it reaches, and how fast, is in docs/measurements.md.
 """
 
 from __future__ import annotations

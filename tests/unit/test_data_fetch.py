@@ -277,6 +277,16 @@ def test_an_archive_with_a_code_running_pickle_is_not_called_ready(tmp_path):
     archive = evil_archive(tmp_path, extra={f"{BATCH_DIR}/data_batch_2": raw})
     dest = tmp_path / "dest"
     with pytest.raises(DataError, match=r"data_batch_2.*global os.system is not allowed"):
-        fetch(dest, archive=archive, md5=md5_of(archive))
+        fetch(dest, archive=archive, md5=md5_of(archive), check=check_batches_of(archive))
     assert not marker.exists()
     assert not (dest / BATCH_DIR).exists()
+    # The command line passes the check: no "ready" line, exit status 1.
+    args = ["fetch", "--dest", str(dest), "--archive", str(archive), "--md5", md5_of(archive)]
+    assert main(args) == 1
+    assert not marker.exists() and not (dest / BATCH_DIR).exists()
+
+
+def check_batches_of(archive):
+    from resnet_repro.data import check_batches
+
+    return lambda folder: check_batches(folder, name=str(archive))
