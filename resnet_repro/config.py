@@ -35,17 +35,6 @@ import yaml
 
 from resnet_repro.net import resnet_depth
 
-# The fields that decide the network: a checkpoint fits only a config equal on these (on
-# those of its version: VERSION_ONLY_FIELDS).
-ARCHITECTURE_FIELDS = (
-    "version",
-    "resnet_size",
-    "num_classes",
-    "first_num_filters",
-    "v1_shortcut",
-    "v2_projection_bn",
-    "bottleneck_stride",
-)
 VERSION_ONLY_FIELDS = {1: ("v1_shortcut",), 2: ("v2_projection_bn", "bottleneck_stride")}
 
 
@@ -77,11 +66,30 @@ RECIPES: dict[str, dict[str, Any]] = {
         "bn_group_images": 0,  # one GPU: BN over the whole batch
         "normalization": "per_image",
         "epochs": 200,  # "200 epochs", validated at checkpoints 160-200 (Figs. 10-11)
-        "continue_epochs": 10,  # skeleton main.py: model.train(x_train, y_train, 10) (Figs. 10-11)
+        # The seed's test cells come from a continuation, decided from its Figs. 10-11 and the
+        # skeleton it completed (the assignment's main.py and Model.py, as public copies of
+        # them read; main.py lines 40-50 of those copies):
+        #   model.train(x_train_new, y_train_new, 200)       # 45k images, 200 epochs
+        #   model.test_or_validate(x_valid, y_valid, [160, 170, 180, 190, 200])
+        #   model.train(x_train, y_train, 10)                # all 50k images, 10 epochs
+        #   model.test_or_validate(x_test, y_test, [10])     # the seed's 0.8981 / 0.8729
+        # - On what data: x_train, the whole training set (main.py's "re-train your model on the
+        #   original train set").
+        # - From which checkpoint: the same Cifar object goes on training; test_or_validate last
+        #   restored model-200.ckpt, which is the 200-epoch model anyway. The first continued
+        #   epoch's losses (0.0088 for v1, 0.077 for v2; Figs. 10-11) are those of a trained
+        #   model, not of a restart.
+        # - With which settings: the same; Model.py builds its optimizer once in __init__, so
+        #   Adam's moments carry on, at the same constant learning rate; checkpoints restart
+        #   at 1 (model-10.ckpt), here epoch 210.
+        "continue_epochs": 10,
         "max_iters": 0,
         # Assumed: batch 128, the skeleton's default (main.py --batch_size); the report says
         # batch sizes were tried "without significant improvements" but not which was kept.
         "batch_size": 128,
+        # The skeleton's Model.train: num_batches = num_samples // batch_size, so each epoch
+        # drops its last 72 images (45,000 = 351 x 128 + 72; 50,000 = 390 x 128 + 80).
+        "drop_last": True,
         "optimizer": "adam",  # the report: Adam
         # Assumed: lr 1e-3 and weight decay 0, Adam's defaults; the report gives neither.
         "lr": 1e-3,
@@ -119,6 +127,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "continue_epochs": 0,
         "max_iters": 64_000,
         "batch_size": 128,
+        "drop_last": False,  # 64k iterations = 164 epochs of 391 (the last one of 80 images)
         "optimizer": "sgd",
         "lr": 0.1,
         "momentum": 0.9,
@@ -152,6 +161,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "continue_epochs": 0,
         "max_iters": 0,
         "batch_size": 512,
+        "drop_last": False,
         "optimizer": "sgd",
         "lr": 0.4,
         "momentum": 0.9,
@@ -180,19 +190,63 @@ RECIPE_NAMES = tuple(RECIPES)
 DEFAULT_RECIPE = "paper"
 
 
+INF = float("inf")
+# A field's role, in its metadata: what a checkpoint and a resume make of it.
+ROLES = (
+    "architecture",  # decides the network: a checkpoint fits only a config equal on it
+    "where",  # where and how the run is kept, not what it computes: a resume may change it
+    "length",  # how long: a resume may change it when the schedule does not depend on it
+    "experiment",  # anything else: a resume may change it only with --allow-changes
+)
+
+
 def _setting(
-    default: Any, help: str, *, choices: tuple[Any, ...] | None = None, recipe: bool = False
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[Any, ...] | None = None,
+    recipe: bool = False,
+    role: str = "experiment",
+    speed: bool = False,
+    minimum: int | None = None,
+    bounds: tuple[float, float, bool, bool] | None = None,
 ) -> Any:
-    """A field with its default, its help text (the command line's) and allowed values."""
-    meta = {"help": help, "choices": choices, "recipe": recipe}
+    """A field with its default, its help text (the command line's), allowed values
+    (``choices``, an integer ``minimum`` or float ``bounds``: low, high, and whether each is
+    included), its ``role`` and whether it changes the time of a step (``speed``)."""
+    meta = {
+        "help": help,
+        "choices": choices,
+        "recipe": recipe,
+        "role": role,
+        "speed": speed,
+        "minimum": minimum,
+        "bounds": bounds,
+    }
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
-def _recipe_setting(name: str, help: str, *, choices: tuple[Any, ...] | None = None) -> Any:
+def _recipe_setting(name: str, help: str, **options: Any) -> Any:
     """A field every recipe sets; its default is the default recipe's value."""
-    return _setting(RECIPES[DEFAULT_RECIPE][name], help, choices=choices, recipe=True)
+    return _setting(RECIPES[DEFAULT_RECIPE][name], help, recipe=True, **options)
+
+
+def bounds_text(bounds: tuple[float, float, bool, bool]) -> str:
+    """``(0, 1, True, False)`` -> ``in [0, 1)``; an infinite high end -> ``a finite number > 0``."""
+    low, high, low_in, high_in = bounds
+    if high == INF:
+        return f"a finite number {'>=' if low_in else '>'} {low:g}"
+    return f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+
+
+def within(value: float, bounds: tuple[float, float, bool, bool]) -> bool:
+    """Whether ``value`` lies within ``bounds`` (NaN never does)."""
+    low, high, low_in, high_in = bounds
+    above = value >= low if low_in else value > low
+    below = value <= high if high_in else value < high
+    return above and below
 
 
 @dataclass
@@ -208,41 +262,60 @@ class TrainConfig:
         1,
         "1: ResNet v1, standard post-activation blocks; 2: v2, pre-activation bottlenecks",
         choices=(1, 2),
+        role="architecture",
+        speed=True,
     )
     resnet_size: int = _setting(
-        3, "blocks per stack, n: depth 6n+2 for v1 (n=18: ResNet-110), 9n+2 for v2"
+        3,
+        "blocks per stack, n: depth 6n+2 for v1 (n=18: ResNet-110), 9n+2 for v2",
+        role="architecture",
+        speed=True,
+        minimum=1,
     )
-    num_classes: int = _setting(10, "outputs of the final layer")
-    first_num_filters: int = _setting(16, "channels of the first stack (16 in the papers)")
+    num_classes: int = _setting(10, "outputs of the final layer", role="architecture")
+    first_num_filters: int = _setting(
+        16, "channels of the first stack (16 in the papers)", role="architecture"
+    )
     v1_shortcut: str = _recipe_setting(
         "v1_shortcut",
         "v1's shortcut where a block changes shape: A identity + zero padding (He et al. 2015 on "
         "CIFAR), B 1x1 convolution + BN (the seed's); v2 always projects (He et al. 2016)",
         choices=("A", "B"),
+        role="architecture",
+        speed=True,
     )
     bn_momentum: float = _recipe_setting(
         "bn_momentum",
         "PyTorch BN momentum (weight of each batch in the running statistics) of every BN in "
         "the blocks and their shortcuts",
+        bounds=(0.0, 1.0, True, True),
     )
     start_output_bn_momentum: float = _recipe_setting(
         "start_output_bn_momentum",
         "the same for the BN-ReLU after v1's first convolution and before v2's pooling (the "
         "seed's batch_norm_relu_layer, 0.997)",
+        bounds=(0.0, 1.0, True, True),
     )
     v2_projection_bn: bool = _recipe_setting(
-        "v2_projection_bn", "v2: a BN after the projection shortcut's 1x1 convolution (the seed's)"
+        "v2_projection_bn",
+        "v2: a BN after the projection shortcut's 1x1 convolution (the seed's)",
+        role="architecture",
+        speed=True,
     )
     bottleneck_stride: str = _recipe_setting(
         "bottleneck_stride",
         "v2: the convolution a downsampling bottleneck strides, 3x3 (TensorFlow's official "
         "model, the seed's skeleton) or the first 1x1 (He et al.'s released code)",
         choices=("3x3", "1x1"),
+        role="architecture",
+        speed=True,
     )
     bn_group_images: int = _recipe_setting(
         "bn_group_images",
         "training BN statistics over groups of this many images of each step, on any number "
         "of GPUs (64: He et al.'s 128 images on two GPUs); 0: the whole batch of each process",
+        speed=True,
+        minimum=0,
     )
     # input
     normalization: str = _recipe_setting(
@@ -250,6 +323,7 @@ class TrainConfig:
         "per_image: each image's per-channel standardization (the seed's); pixel_mean: the "
         "training set's per-pixel mean subtracted (He et al.)",
         choices=("per_image", "pixel_mean"),
+        speed=True,
     )
     # optimization
     recipe: str = _setting(
@@ -257,20 +331,35 @@ class TrainConfig:
         "named preset the other settings start from",
         choices=(*RECIPE_NAMES, "custom"),
     )
-    epochs: int = _recipe_setting("epochs", "epochs to train (max_iters may stop earlier)")
+    epochs: int = _recipe_setting(
+        "epochs", "epochs to train (max_iters may stop earlier)", role="length", minimum=1
+    )
     continue_epochs: int = _recipe_setting(
         "continue_epochs",
         "then this many more epochs on all training images, validation ones included (the "
         "seed's re-training; constant lr only); the last model is the one tested",
+        role="length",
+        minimum=0,
     )
     max_iters: int = _recipe_setting(
-        "max_iters", "stop after this many optimizer steps (0: no limit besides epochs)"
+        "max_iters",
+        "stop after this many optimizer steps (0: no limit besides epochs)",
+        role="length",
+        minimum=0,
     )
-    batch_size: int = _recipe_setting("batch_size", "images per optimizer step (all ranks)")
+    batch_size: int = _recipe_setting(
+        "batch_size", "images per optimizer step (all ranks)", speed=True, minimum=1
+    )
+    drop_last: bool = _recipe_setting(
+        "drop_last",
+        "drop each epoch's last, smaller batch (the seed's skeleton: num_samples // batch_size)",
+    )
     optimizer: str = _recipe_setting("optimizer", "optimizer", choices=("sgd", "adam"))
-    lr: float = _recipe_setting("lr", "base learning rate")
-    momentum: float = _recipe_setting("momentum", "SGD momentum")
-    weight_decay: float = _recipe_setting("weight_decay", "L2 weight decay")
+    lr: float = _recipe_setting("lr", "base learning rate", bounds=(0.0, INF, False, False))
+    momentum: float = _recipe_setting("momentum", "SGD momentum", bounds=(0.0, 1.0, True, False))
+    weight_decay: float = _recipe_setting(
+        "weight_decay", "L2 weight decay", bounds=(0.0, INF, True, False)
+    )
     nesterov: bool = _recipe_setting("nesterov", "Nesterov momentum (SGD)")
     schedule: str = _recipe_setting(
         "schedule",
@@ -281,58 +370,83 @@ class TrainConfig:
     milestones: list[int] = _recipe_setting(  # noqa: RUF009
         "milestones", "multistep: iterations at which the lr is multiplied by lr_decay"
     )
-    lr_decay: float = _recipe_setting("lr_decay", "multistep: factor applied at each milestone")
-    warmup_iters: int = _recipe_setting(
-        "warmup_iters", "multistep: iterations at warmup_lr before lr (0: none)"
+    lr_decay: float = _recipe_setting(
+        "lr_decay", "multistep: factor applied at each milestone", bounds=(0.0, INF, False, False)
     )
-    warmup_lr: float = _recipe_setting("warmup_lr", "multistep: the warm-up learning rate")
+    warmup_iters: int = _recipe_setting(
+        "warmup_iters", "multistep: iterations at warmup_lr before lr (0: none)", minimum=0
+    )
+    warmup_lr: float = _recipe_setting(
+        "warmup_lr", "multistep: the warm-up learning rate", bounds=(0.0, INF, False, False)
+    )
     warmup_min_depth: int = _recipe_setting(
         "warmup_min_depth",
         "warm up only networks at least this deep (He et al.: ResNet-110 only); 0: all",
+        minimum=0,
     )
-    label_smoothing: float = _recipe_setting("label_smoothing", "cross-entropy label smoothing")
+    label_smoothing: float = _recipe_setting(
+        "label_smoothing", "cross-entropy label smoothing", bounds=(0.0, 1.0, True, False)
+    )
     # randomness and hardware
     seed: int = _setting(0, "decides every random draw of the run (init, order, augmentation)")
-    device: str = _setting("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    precision: str = _recipe_setting(
-        "precision", "fp32, or bf16 autocast", choices=("fp32", "bf16")
+    device: str = _setting(
+        "auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps", role="where"
     )
-    channels_last: bool = _recipe_setting("channels_last", "channels-last memory layout")
-    compile: bool = _recipe_setting("compile", "torch.compile the model (static shapes)")
+    precision: str = _recipe_setting(
+        "precision", "fp32, or bf16 autocast", choices=("fp32", "bf16"), speed=True
+    )
+    channels_last: bool = _recipe_setting(
+        "channels_last", "channels-last memory layout", speed=True
+    )
+    compile: bool = _recipe_setting(
+        "compile", "torch.compile the model (static shapes)", speed=True
+    )
     compile_mode: str = _setting(
         "default",
         "torch.compile mode; reduce-overhead replays CUDA graphs, removing per-kernel launch "
         "costs on a GPU (its speed there is unmeasured so far)",
         choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+        speed=True,
     )
     cuda_graph: bool = _setting(
         False,
         "capture each full-size training step (forward, backward, fused optimizer) as one CUDA "
         "graph and replay it, removing per-kernel launch costs (CUDA only; one process)",
+        speed=True,
     )
     deterministic: bool = _setting(False, "deterministic kernels (bitwise repeatable on a GPU)")
     sync_bn: bool = _setting(False, "SyncBatchNorm across torchrun ranks (CUDA only)")
     # data and outputs
-    data: str = _setting("data", "CIFAR-10 archive, or a folder holding cifar-10-batches-py/")
+    data: str = _setting(
+        "data", "CIFAR-10 archive, or a folder holding cifar-10-batches-py/", role="where"
+    )
     cache_dir: str = _setting(
-        "", "decoded-array cache folder ('': $RESNET_REPRO_CACHE, else the platform's user cache)"
+        "",
+        "decoded-array cache folder ('': $RESNET_REPRO_CACHE, else the platform's user cache)",
+        role="where",
     )
     split_index: int = _recipe_setting(
         "split_index",
         "the first split_index training images train, the rest validate (50000: all train)",
     )
     valid_fraction: float = _setting(
-        0.0, "> 0: keep this share of the training images for validation instead"
+        0.0,
+        "> 0: keep this share of the training images for validation instead",
+        bounds=(0.0, 1.0, True, False),
     )
-    checkpoint_every: int = _recipe_setting("checkpoint_every", "epochs between model-N.ckpt")
-    eval_batch_size: int = _setting(1000, "images per evaluation batch")
+    checkpoint_every: int = _recipe_setting(
+        "checkpoint_every", "epochs between model-N.ckpt", role="where", minimum=1
+    )
+    eval_batch_size: int = _setting(
+        1000, "images per evaluation batch", role="where", speed=True, minimum=1
+    )
     # rehearsal amounts: a run with either set is a rehearsal, marked so in its metrics,
     # comparison and report (see pipeline/rehearsal.yaml)
     limit_train_batches: int = _setting(
-        0, "rehearsal: at most this many optimizer steps per epoch (0: every batch)"
+        0, "rehearsal: at most this many optimizer steps per epoch (0: every batch)", minimum=0
     )
     limit_eval_images: int = _setting(
-        0, "rehearsal: evaluate on the first this many images of each split (0: all)"
+        0, "rehearsal: evaluate on the first this many images of each split (0: all)", minimum=0
     )
 
     def validate(self) -> TrainConfig:
@@ -346,46 +460,19 @@ class TrainConfig:
                 raise ConfigError(
                     f"{f.name} must be one of {allowed}, got {getattr(self, f.name)!r}"
                 )
-        for name in (
-            "resnet_size",
-            "epochs",
-            "batch_size",
-            "checkpoint_every",
-            "eval_batch_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.lr < float("inf"):  # written so that NaN fails too
-            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
-        for name in (
-            "max_iters",
-            "continue_epochs",
-            "bn_group_images",
-            "warmup_iters",
-            "warmup_min_depth",
-            "limit_train_batches",
-            "limit_eval_images",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0 (0: none), got {getattr(self, name)}")
-        # Each written as a range that NaN fails too.
-        inf = float("inf")
-        for name, ok, what in (
-            ("momentum", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-            ("bn_momentum", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
-            ("start_output_bn_momentum", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
-            ("weight_decay", lambda v: 0.0 <= v < inf, "a finite number >= 0"),
-            ("lr_decay", lambda v: 0.0 < v < inf, "a finite number > 0"),
-            ("warmup_lr", lambda v: 0.0 < v < inf, "a finite number > 0"),
-        ):
-            if not ok(getattr(self, name)):
-                raise ConfigError(f"{name} must be {what}, got {getattr(self, name)}")
+        for f in dataclasses.fields(self):
+            value, minimum, bounds = (
+                getattr(self, f.name),
+                f.metadata["minimum"],
+                f.metadata["bounds"],
+            )
+            if minimum is not None and value < minimum:
+                none = " (0: none)" if minimum == 0 else ""
+                raise ConfigError(f"{f.name} must be >= {minimum}{none}, got {value}")
+            if bounds is not None and not within(value, bounds):
+                raise ConfigError(f"{f.name} must be {bounds_text(bounds)}, got {value}")
         if self.optimizer == "adam" and self.nesterov:
             raise ConfigError("nesterov is an option of the sgd optimizer; leave it off for adam")
-        if not 0.0 <= self.valid_fraction < 1.0:
-            raise ConfigError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.cuda_graph and self.compile and self.compile_mode == "reduce-overhead":
             raise ConfigError(
                 "cuda_graph and compile_mode reduce-overhead both capture CUDA graphs; keep one "
@@ -417,9 +504,9 @@ class TrainConfig:
         return resnet_depth(self.version, self.resnet_size)
 
     def architecture_fields(self) -> tuple[str, ...]:
-        """The ARCHITECTURE_FIELDS that shape this config's network (v1 has no bottleneck)."""
+        """The architecture fields that shape this config's network (v1 has no bottleneck)."""
         other = VERSION_ONLY_FIELDS[3 - self.version]
-        return tuple(k for k in ARCHITECTURE_FIELDS if k not in other)
+        return tuple(k for k in fields_with_role("architecture") if k not in other)
 
     @property
     def last_epoch(self) -> int:
@@ -478,6 +565,16 @@ class TrainConfig:
             return cls.from_dict(values)
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from e
+
+
+def fields_with_role(role: str) -> tuple[str, ...]:
+    """The names of the fields whose metadata gives them ``role`` (one of ROLES)."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["role"] == role)
+
+
+def speed_fields() -> tuple[str, ...]:
+    """The fields that change the time of a training step or an evaluation."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["speed"])
 
 
 def _check_type(name: str, value: Any, hint: Any) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from resnet_repro.cifar import OFFICIAL_COUNTS
-from resnet_repro.config import TrainConfig
+from resnet_repro.config import TrainConfig, speed_fields
 from resnet_repro.data import Splits
 from resnet_repro.pipeline import load_params, run_config, run_seeds
 from resnet_repro.schedule import epoch_steps, total_steps
@@ -27,22 +27,7 @@ from resnet_repro.step_graph import WARMUP_STEPS
 from resnet_repro.train import Trainer
 
 # Settings that change the time of a step; runs equal on these share one measurement.
-SPEED_FIELDS = (
-    "version",
-    "resnet_size",
-    "v1_shortcut",
-    "v2_projection_bn",
-    "bottleneck_stride",
-    "bn_group_images",
-    "normalization",
-    "batch_size",
-    "precision",
-    "channels_last",
-    "compile",
-    "compile_mode",
-    "cuda_graph",
-    "eval_batch_size",
-)
+SPEED_FIELDS = speed_fields()
 
 
 @dataclass(frozen=True)

@@ -34,17 +34,19 @@ def lr_factor(config: TrainConfig, step: int, total_steps: int) -> float:
     return max(0.0, (1.0 - progress) / (1.0 - ONECYCLE_RAMP))
 
 
-def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:
-    """Full batches plus the remainder, unless the remainder would leave a rank fewer than two
-    images (BN cannot train on a batch of one)."""
+def steps_per_epoch(
+    n_train: int, batch_size: int, world_size: int = 1, *, drop_last: bool = False
+) -> int:
+    """Full batches plus the remainder, unless ``drop_last`` or the remainder would leave a
+    rank fewer than two images (BN cannot train on a batch of one)."""
     full, rest = divmod(n_train, batch_size)
-    return full + (rest >= 2 * world_size)
+    return full + (rest >= 2 * world_size and not drop_last)
 
 
 def epoch_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
     """Optimizer steps of one epoch of the run: ``steps_per_epoch``, capped by a rehearsal's
     ``limit_train_batches``."""
-    steps = steps_per_epoch(n_train, config.batch_size, world_size)
+    steps = steps_per_epoch(n_train, config.batch_size, world_size, drop_last=config.drop_last)
     return min(steps, config.limit_train_batches) if config.limit_train_batches else steps
 
 

@@ -49,7 +49,7 @@ from resnet_repro.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from resnet_repro.config import ConfigError, TrainConfig
+from resnet_repro.config import ConfigError, TrainConfig, fields_with_role
 from resnet_repro.data import DataError, Splits, load_splits
 from resnet_repro.distributed import Distributed
 from resnet_repro.evaluate import evaluate_model, recorded_data
@@ -79,9 +79,10 @@ from resnet_repro.step_graph import StepGraph
 
 ESTIMATE_AFTER = 10  # steps timed before the expected duration of a CPU run is printed
 # Config fields a resume may change without changing the experiment: where and how fast it
-# runs, not what it computes. Its length too, where the schedule does not depend on it.
-RESUME_MAY_CHANGE = ("device", "data", "cache_dir", "eval_batch_size", "checkpoint_every")
-LENGTH_FIELDS = ("epochs", "max_iters", "continue_epochs")
+# runs, not what it computes. Its length too, where the schedule does not depend on it. Each
+# field's role is in its metadata (config.ROLES).
+RESUME_MAY_CHANGE = fields_with_role("where")
+LENGTH_FIELDS = fields_with_role("length")
 LENGTH_FREE_SCHEDULES = ("constant", "multistep")
 
 

@@ -24,6 +24,8 @@ def test_seed_recipe_holds_the_seed_setup():
     assert c.v2_projection_bn and c.bottleneck_stride == "3x3"  # Fig. 7; the skeleton's
     # skeleton main.py: 10 more epochs on all training images, then the test.
     assert (c.continue_epochs, c.last_epoch, c.bn_group_images) == (10, 210, 0)
+    # Its skeleton's Model.train: num_batches = num_samples // batch_size.
+    assert c.drop_last and not make_config("paper").drop_last
 
 
 def test_paper_recipe_holds_he_et_al_2015():
@@ -197,3 +199,31 @@ def test_unreadable_files_and_non_lists_are_named(tmp_path):
         TrainConfig.load(tmp_path / "bad.yaml")
     with pytest.raises(ConfigError, match=r"^milestones must be a list, got str '3'$"):
         make_config("paper", milestones="3")
+
+
+def test_each_fields_role_and_bounds_live_in_its_metadata():
+    """The lists a checkpoint, a resume and the projection use are derived from each field's
+    metadata, not kept by hand."""
+    from resnet_repro.config import fields_with_role, speed_fields
+
+    assert fields_with_role("architecture") == (
+        "version",
+        "resnet_size",
+        "num_classes",
+        "first_num_filters",
+        "v1_shortcut",
+        "v2_projection_bn",
+        "bottleneck_stride",
+    )
+    assert set(fields_with_role("where")) == {
+        "device",
+        "data",
+        "cache_dir",
+        "checkpoint_every",
+        "eval_batch_size",
+    }
+    assert set(fields_with_role("length")) == {"epochs", "continue_epochs", "max_iters"}
+    assert {"batch_size", "bn_group_images", "precision", "cuda_graph"} <= set(speed_fields())
+    assert "lr" not in speed_fields() and "seed" not in speed_fields()
+    assert make_config("seed", version=1).architecture_fields()[-1] == "v1_shortcut"
+    assert "v1_shortcut" not in make_config("seed", version=2).architecture_fields()

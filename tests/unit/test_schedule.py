@@ -36,6 +36,10 @@ def test_schedule_shapes_at_known_steps(schedule, expected):
 def test_steps_per_epoch_keeps_a_remainder_of_two_images_per_rank():
     assert steps_per_epoch(50_000, 128) == 391  # 390 full batches + 80 images
     assert steps_per_epoch(45_000, 128) == 352  # 351 + 72
+    # The seed's skeleton drops the remainder: 351 steps of 45k images, 390 of 50k.
+    assert steps_per_epoch(45_000, 128, drop_last=True) == 351
+    assert steps_per_epoch(50_000, 128, drop_last=True) == 390
+    assert steps_per_epoch(256, 128, drop_last=True) == 2
     assert steps_per_epoch(256, 128) == 2
     assert steps_per_epoch(257, 128) == 2  # a batch of one would break BN
     assert steps_per_epoch(258, 128) == 3
@@ -47,7 +51,9 @@ def test_total_steps_is_epochs_capped_by_max_iters():
     paper = make_config("paper")
     assert total_steps(paper, 50_000) == 64_000  # 164 epochs of 391 = 64,124, capped
     assert total_steps(make_config("paper", max_iters=0), 50_000) == 164 * 391
-    assert total_steps(make_config("seed"), 45_000) == 200 * 352
+    # The seed's: 200 epochs of 351 steps on 45k images, then 10 of 390 on all 50k.
+    assert total_steps(make_config("seed"), 45_000) == 200 * 351  # no continuation images given
+    assert total_steps(make_config("seed"), 45_000, n_continue=50_000) == 200 * 351 + 10 * 390
     assert total_steps(make_config("paper", epochs=2, max_iters=0), 1000, world_size=2) == 16
     # 259 = 2 x 128 + 3: a third step with one rank, not with two (a rank would get 1 image).
     two_epochs = make_config("paper", epochs=2, max_iters=0)

@@ -279,7 +279,9 @@ def test_the_seed_protocol_continues_on_every_training_image(fake_archive, tmp_p
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     # The continued epochs are not validated: they train on the validation images.
     assert [h["valid_acc"] is None for h in history] == [False, False, True, True]
-    per_epoch = steps_per_epoch(n_train, 32), steps_per_epoch(n_all, 32)
+    # The seed's skeleton drops each epoch's last, smaller batch (num_samples // batch_size).
+    per_epoch = steps_per_epoch(n_train, 32), steps_per_epoch(n_all, 32, drop_last=True)
+    assert steps_per_epoch(n_all, 32) == per_epoch[1] + 1
     assert per_epoch[1] > per_epoch[0]
     assert trainer.global_step == 2 * per_epoch[0] + 2 * per_epoch[1]
     assert (tmp_path / "run/model-4.ckpt").is_file()
