@@ -21,7 +21,7 @@ def throughput(run) -> float:
     """Images per second over a run's epochs after the first."""
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     later = history[1:]
-    images = sum(h["images_per_s"] * h["seconds"] for h in later)
+    images = sum(h["images_per_s"] * h["train_seconds"] for h in later)
     return images / sum(h["seconds"] for h in later)
 
 

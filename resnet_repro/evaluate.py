@@ -164,7 +164,7 @@ def checkpoint_paths(run: Path, epochs: list[int]) -> list[Path]:
     return paths
 
 
-def accuracy(
+def loss_and_accuracy(
     path: Path, x: torch.Tensor, y: torch.Tensor, *, expected: TrainConfig | None = None
 ) -> tuple[float, float]:
     """(loss, accuracy) of the checkpoint at ``path`` on uint8 images ``x``; ``expected`` as
@@ -199,7 +199,7 @@ def evaluate_run(
     if echo:
         print("### Test or Validation ###")
     for epoch, path in zip(epochs, paths, strict=True):
-        loss, acc = accuracy(path, x, y, expected=run_config)
+        loss, acc = loss_and_accuracy(path, x, y, expected=run_config)
         results[str(epoch)] = {"checkpoint": path.name, "accuracy": acc, "loss": loss}
         if echo:
             print(f"Restored model parameters from {path}")

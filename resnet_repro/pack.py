@@ -23,7 +23,7 @@ from resnet_repro.cifar import BATCH_DIR, LABEL_NAMES, NUM_CLASSES, RECORD_SIZE,
 from resnet_repro.data import load_cifar10
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-TRAIN_BATCHES = 5
+TRAIN_BATCH_COUNT = 5
 
 
 @dataclass(frozen=True)
@@ -103,11 +103,11 @@ def pack_image_folder(
         test += [(files[i], label) for i in order[:n_test]]
         train += [(files[i], label) for i in order[n_test:]]
     members: dict[str, bytes] = {}
-    chunks = np.array_split(rng.permutation(len(train)), TRAIN_BATCHES)
+    chunks = np.array_split(rng.permutation(len(train)), TRAIN_BATCH_COUNT)
     for i, chunk in enumerate(chunks, start=1):
         entries = [train[j] for j in chunk]
         members[f"{BATCH_DIR}/data_batch_{i}"] = batch_bytes(
-            entries, root, f"training batch {i} of {TRAIN_BATCHES}"
+            entries, root, f"training batch {i} of {TRAIN_BATCH_COUNT}"
         )
     test_order = rng.permutation(len(test))
     members[f"{BATCH_DIR}/test_batch"] = batch_bytes(

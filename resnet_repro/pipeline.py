@@ -27,7 +27,12 @@ from resnet_repro.checkpoint import CheckpointError, code_digest, load_checkpoin
 from resnet_repro.cifar import md5_of
 from resnet_repro.config import DEFAULT_RECIPE, ConfigError, TrainConfig, make_config
 from resnet_repro.data import load_splits
-from resnet_repro.evaluate import accuracy, checkpoint_paths, load_eval_data, parse_checkpoints
+from resnet_repro.evaluate import (
+    checkpoint_paths,
+    load_eval_data,
+    loss_and_accuracy,
+    parse_checkpoints,
+)
 from resnet_repro.kernels import PORTABLE_NAME, can_pin, portable_env
 from resnet_repro.run_folder import read_history
 from resnet_repro.runtime import resolve_device
@@ -91,7 +96,7 @@ def train_grid_run(params_path: str | Path, run: str, out: str | Path) -> None:
     for seed, config in zip(seeds, configs, strict=True):
         folder = out / f"seed-{seed}"
         splits = load_splits(config)
-        resume = continues_interrupted_run(folder, config, splits.source_md5)
+        resume = resume_or_clear(folder, config, splits.source_md5)
         train(config, folder, resume=resume, splits=splits)
 
 
@@ -139,7 +144,7 @@ def train_runs_concurrently(
     return status
 
 
-def continues_interrupted_run(folder: Path, config: TrainConfig, data_md5: str) -> bool:
+def resume_or_clear(folder: Path, config: TrainConfig, data_md5: str) -> bool:
     """True when ``folder`` holds a run of this config, code and data to continue; a folder
     holding anything else is removed (with a line saying why)."""
     if not folder.exists():
@@ -226,18 +231,22 @@ def seed_metrics(run: Path, epochs: list[int], device: str) -> dict[str, Any]:
     data, md5 = load_eval_data(run, None, resolve_device(device), ("valid", "test"))
     final = max(epochs)
     if len(data["valid"][1]):
-        valid = {e: accuracy(p, *data["valid"], expected=expected)[1] for e, p in paths.items()}
+        valid = {
+            e: loss_and_accuracy(p, *data["valid"], expected=expected)[1] for e, p in paths.items()
+        }
         chosen = max(epochs, key=lambda e: (valid[e], e))
     else:
         valid, chosen = {e: None for e in epochs}, final
-    test_chosen = accuracy(paths[chosen], *data["test"], expected=expected)[1]
+    test_chosen = loss_and_accuracy(paths[chosen], *data["test"], expected=expected)[1]
     test_final = (
         test_chosen
         if final == chosen
-        else accuracy(paths[final], *data["test"], expected=expected)[1]
+        else loss_and_accuracy(paths[final], *data["test"], expected=expected)[1]
     )
     continued_seconds = [
-        h["seconds"] for h in read_history(run / "history.jsonl") if h["epoch"] > expected.epochs
+        h["train_seconds"]
+        for h in read_history(run / "history.jsonl")
+        if h["epoch"] > expected.epochs
     ]
     return {
         "valid_acc_final": valid[final],
@@ -245,7 +254,9 @@ def seed_metrics(run: Path, epochs: list[int], device: str) -> dict[str, Any]:
         "test_acc_chosen": test_chosen,
         "test_acc_final": test_final,
         "test_acc_continued": (
-            None if continued is None else accuracy(continued, *data["test"], expected=expected)[1]
+            None
+            if continued is None
+            else loss_and_accuracy(continued, *data["test"], expected=expected)[1]
         ),
         "continued_epoch_seconds": (
             statistics.median(continued_seconds) if continued_seconds else None

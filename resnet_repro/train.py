@@ -433,6 +433,7 @@ class Trainer:
             steps = min(per_epoch, self.total_steps - self.global_step)
             start = time.perf_counter()
             train_loss, train_acc, images = self.train_epoch(epoch, steps)
+            train_seconds = time.perf_counter() - start
             self.epoch = epoch
             if not main:
                 continue
@@ -449,9 +450,11 @@ class Trainer:
                 "train_acc": train_acc,
                 "valid_loss": valid_loss,
                 "valid_acc": valid_acc,
-                "lr": float(self.optimizer.param_groups[0]["lr"]),
-                "seconds": seconds,
-                "images_per_s": images / seconds,
+                # The learning rate the next step will take (the scheduler has moved on).
+                "next_lr": float(self.optimizer.param_groups[0]["lr"]),
+                "seconds": seconds,  # the whole epoch, validation included
+                "train_seconds": train_seconds,
+                "images_per_s": images / train_seconds,  # training only
             }
             history.append(record)
             # History, then the epoch's checkpoint, then last.ckpt: a kill between any two
@@ -501,7 +504,7 @@ class Trainer:
         step = torch.full((), self.global_step, device=self.device, dtype=torch.long)
         bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
         seen = 0
-        bar = tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=self.progress_off())
+        bar = tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=self.tqdm_disable())
         started = time.perf_counter()
         for b in range(steps):
             if b == ESTIMATE_AFTER and self.global_step == ESTIMATE_AFTER:
@@ -595,7 +598,7 @@ class Trainer:
             f"{ESTIMATE_AFTER} steps)."
         )
 
-    def progress_off(self) -> bool | None:
+    def tqdm_disable(self) -> bool | None:
         # None lets tqdm decide: quiet when stderr is not a TTY.
         return None if self.progress is None else not self.progress
 

@@ -152,7 +152,7 @@ def test_graph_run_resumed_is_bitwise_equal_to_an_uninterrupted_one(archive, tmp
     assert [h["train_loss"] for h in resumed] == [h["train_loss"] for h in history]
     # The decay at step 50 (the end of epoch 2) reached the optimizer: the lr a graph reads is a
     # tensor the scheduler fills, and the history records it as a number.
-    assert [h["lr"] for h in history] == pytest.approx([0.1, 0.01, 0.01])
+    assert [h["next_lr"] for h in history] == pytest.approx([0.1, 0.01, 0.01])
     lr = load_checkpoint(tmp_path / "whole/last.ckpt")["optimizer"]["param_groups"][0]["lr"]
     assert float(lr) == pytest.approx(0.01)
 

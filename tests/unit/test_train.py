@@ -87,8 +87,9 @@ def test_run_directory_contents_and_seed_lines(fake_archive, tmp_path, capsys):
         "train_acc",
         "valid_loss",
         "valid_acc",
-        "lr",
+        "next_lr",
         "seconds",
+        "train_seconds",
         "images_per_s",
     }
     (prov,) = json.loads((tmp_path / "provenance.json").read_text())["segments"]
@@ -405,7 +406,7 @@ def test_the_optimizer_follows_the_schedule_and_history_logs_the_next_steps_lr(
     total = trainer.total_steps
     assert used == pytest.approx([config.lr * lr_factor(config, s, total) for s in range(total)])
     for h in history:
-        assert h["lr"] == pytest.approx(config.lr * lr_factor(config, h["step"], total))
+        assert h["next_lr"] == pytest.approx(config.lr * lr_factor(config, h["step"], total))
 
 
 def test_max_iters_stops_mid_epoch(fake_archive, tmp_path):
