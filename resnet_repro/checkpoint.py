@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from resnet_repro.atomic import write_atomic
 from resnet_repro.config import TrainConfig
+
+if TYPE_CHECKING:  # torch is imported where a checkpoint is read or written, so that the
+    import torch  # command line's --help and fetch start without it
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -31,6 +32,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically: the previous file stays intact on any error,
     and a failed write (a full disk: torch reports it as OSError or RuntimeError) is one
     CheckpointError naming the file."""
+    import torch
+
     try:
         write_atomic(path, lambda f: torch.save(state, f))
     except (OSError, RuntimeError) as e:
@@ -55,6 +58,8 @@ def weights_digest(path: Path) -> str:
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The state saved at ``path``, tensors mapped to ``map_location``; CheckpointError naming
     the file when it is missing, unreadable or not a checkpoint of this program."""
+    import torch
+
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:

@@ -33,8 +33,6 @@ from typing import Any
 
 import yaml
 
-from resnet_repro.net import resnet_depth
-
 VERSION_ONLY_FIELDS = {1: ("v1_shortcut",), 2: ("v2_projection_bn", "bottleneck_stride")}
 
 
@@ -501,6 +499,8 @@ class TrainConfig:
     @property
     def depth(self) -> int:
         """The papers' depth: weighted layers on the main path."""
+        from resnet_repro.net import resnet_depth  # torch: not needed by --help and fetch
+
         return resnet_depth(self.version, self.resnet_size)
 
     def architecture_fields(self) -> tuple[str, ...]:

@@ -15,13 +15,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from resnet_repro import __version__, kernels
 from resnet_repro.atomic import write_bytes_atomic
 from resnet_repro.config import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROVENANCE = "provenance.json"
@@ -64,6 +65,8 @@ def code_version(package_dir: Path = PACKAGE_DIR) -> dict[str, Any]:
 
 def machine(device: torch.device) -> dict[str, Any]:
     """The software and hardware a segment ran on."""
+    import torch
+
     return {
         "package_version": __version__,
         "python": sys.version.split()[0],

@@ -64,6 +64,17 @@ def plant(bug: str) -> None:
             return x_tr, y_tr, x_tr[: len(x_va)], y_tr[: len(y_va)]
 
         data.train_valid_split = leaky
+    elif bug == "continued epochs on the training split only":
+        real_init = train.Trainer.__init__
+
+        def split_only(self, config, *args, **kwargs):
+            real_init(self, config, *args, **kwargs)
+            self.x_all, self.y_all, self.n_all = self.x_train, self.y_train, self.n_train
+            self.total_steps = schedule.total_steps(config, self.n_train, n_continue=self.n_train)
+
+        train.Trainer.__init__ = split_only
+    elif bug == "BN groups ignored":
+        train.Trainer.bn_groups = lambda self, images: 1
     elif bug != "none":
         raise SystemExit(f"unknown bug {bug!r}")
 
@@ -88,6 +99,8 @@ BUGS = (
     "BN momentum inverted",
     "lr schedule one epoch ahead",
     "validation drawn from training images",
+    "continued epochs on the training split only",
+    "BN groups ignored",
 )
 
 
