@@ -1,7 +1,7 @@
 """Checkpoint files and the training state in them: written atomically, read without ever
 running code, and checked against the run that wants to continue them.
 
-A checkpoint is a dict of tensors and plain Python values (model, optimizer and scheduler
+A checkpoint is a dict of tensors and plain Python values (model and optimizer
 state, epoch, global step, generator states, config, package version, code digest, data md5,
 device type). ``save_checkpoint``
 writes it to a temporary file in the same folder, fsyncs it and moves it into place with

@@ -34,6 +34,11 @@ def lr_factor(config: TrainConfig, step: int, total_steps: int) -> float:
     return max(0.0, (1.0 - progress) / (1.0 - ONECYCLE_RAMP))
 
 
+def get_lr(config: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based): ``config.lr`` times the factor."""
+    return config.lr * lr_factor(config, step, total_steps)
+
+
 def steps_per_epoch(
     n_train: int, batch_size: int, world_size: int = 1, *, drop_last: bool = False
 ) -> int:

@@ -9,7 +9,7 @@ launches them all at once. What a replay cannot do, the caller arranges:
   buffers first (the batched augmentation stays outside, eager: its random draws come from the
   run's generator, and it is a handful of kernels).
 * The learning rate: a Python float would be frozen into the graph, so the optimizer reads it
-  from a device tensor that the scheduler fills in place (``Trainer`` sets that up, with the
+  from a device tensor that `optim.set_lr` fills in place (``Trainer`` sets that up, with the
   fused optimizers, which take such a tensor).
 * Other batch sizes (an epoch's last, smaller batch) run eagerly, through the same step
   function and the same parameters and optimizer state.

@@ -54,6 +54,7 @@ from resnet_repro.data import DataError, Splits, load_splits
 from resnet_repro.distributed import Distributed
 from resnet_repro.evaluate import evaluate_model, recorded_data
 from resnet_repro.image_utils import Normalization, crop_flip_unchecked, draw_crop_flip
+from resnet_repro.optim import hold_lr_in_tensors, make_optimizer, optimizer_flags, set_lr
 from resnet_repro.run_folder import (
     HISTORY,
     LOCK,
@@ -74,7 +75,7 @@ from resnet_repro.runtime import (
     resolve_device,
     to_device,
 )
-from resnet_repro.schedule import epoch_steps, lr_factor, total_steps
+from resnet_repro.schedule import epoch_steps, get_lr, total_steps
 from resnet_repro.step_graph import StepGraph
 
 ESTIMATE_AFTER = 10  # steps timed before the expected duration of a CPU run is printed
@@ -189,9 +190,9 @@ class Trainer:
         self.augment_gen = torch.Generator(device=self.device).manual_seed(
             stream_seed(config.seed, "augment")
         )
-        self.optimizer = self._make_optimizer()
+        self.optimizer = make_optimizer(config, self.model.parameters())
         if config.cuda_graph:
-            self._hold_lr_in_tensors()
+            hold_lr_in_tensors(self.optimizer, self.device)
         # The code this process imported: hashed once, recorded in every checkpoint.
         self.code_digest = code_digest()
         self.n_train = len(self.splits.y_train)
@@ -200,9 +201,6 @@ class Trainer:
         self.n_all = self.n_train + len(self.splits.y_valid)
         self.total_steps = total_steps(
             config, self.n_train, self.dist.world_size, n_continue=self.n_all
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(config, step, self.total_steps)
         )
         self.epoch = 0
         self.global_step = 0
@@ -250,41 +248,6 @@ class Trainer:
                     f"{name} labels span {y.min()}..{y.max()}, outside 0..{c.num_classes - 1}"
                 )
 
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        c = self.config
-        if c.optimizer == "adam":
-            return torch.optim.Adam(
-                self.model.parameters(),
-                lr=c.lr,
-                weight_decay=c.weight_decay,
-                **self._optimizer_flags(),
-            )
-        return torch.optim.SGD(
-            self.model.parameters(),
-            lr=c.lr,
-            momentum=c.momentum,
-            weight_decay=c.weight_decay,
-            nesterov=c.nesterov,
-            **self._optimizer_flags(),
-        )
-
-    def _optimizer_flags(self) -> dict[str, bool | None]:
-        """A captured step needs an optimizer whose whole update runs on the device: the fused
-        kernels (and, for Adam, its step counter on the device). Otherwise torch's defaults."""
-        graph = self.config.cuda_graph
-        flags: dict[str, bool | None] = {"fused": True if graph else None}
-        if self.config.optimizer == "adam":
-            flags["capturable"] = graph
-        return flags
-
-    def _hold_lr_in_tensors(self) -> None:
-        """A CUDA graph replays the learning rate it recorded, so with cuda_graph each group's
-        lr is a device tensor that the scheduler fills in place every step. The scheduler's
-        base lr stays a float, so computing a step's lr never waits on the device."""
-        for group in self.optimizer.param_groups:
-            group.setdefault("initial_lr", float(group["lr"]))
-            group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
-
     # -- checkpoints -------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
@@ -292,7 +255,6 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
             "global_step": self.global_step,
             "rng": {
@@ -329,11 +291,10 @@ class Trainer:
             # This run's optimizer flags and a float lr, whichever run wrote the checkpoint
             # (torch takes both from the saved groups).
             for group in optimizer["param_groups"]:
-                group.update(self._optimizer_flags(), lr=float(group["lr"]))
+                group.update(optimizer_flags(self.config), lr=float(group["lr"]))
             self.optimizer.load_state_dict(optimizer)
             if self.config.cuda_graph:
-                self._hold_lr_in_tensors()
-            self.scheduler.load_state_dict(state["scheduler"])
+                hold_lr_in_tensors(self.optimizer, self.device)
             self.order_gen.set_state(state["rng"]["order"])
             # Every generator, a CUDA one included, takes its state as a CPU ByteTensor.
             self.augment_gen.set_state(state["rng"]["augment"].cpu())
@@ -450,8 +411,8 @@ class Trainer:
                 "train_acc": train_acc,
                 "valid_loss": valid_loss,
                 "valid_acc": valid_acc,
-                # The learning rate the next step will take (the scheduler has moved on).
-                "next_lr": float(self.optimizer.param_groups[0]["lr"]),
+                # The learning rate the next step will take.
+                "next_lr": get_lr(self.config, self.global_step, self.total_steps),
                 "seconds": seconds,  # the whole epoch, validation included
                 "train_seconds": train_seconds,
                 "images_per_s": images / train_seconds,  # training only
@@ -519,11 +480,11 @@ class Trainer:
             y = y_epoch[idx]
             if self.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            set_lr(self.optimizer, get_lr(self.config, self.global_step, self.total_steps))
             if self.step_graph is not None:
                 loss, logits = self.step_graph(x, y)
             else:
                 loss, logits = self._step(x, y, len(idx) * world / len(batch))
-            self.scheduler.step()
             self.global_step += 1
             step += 1
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step, bad_step)

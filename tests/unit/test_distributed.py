@@ -19,7 +19,8 @@ from resnet_repro.checkpoint import load_checkpoint
 from resnet_repro.config import ConfigError, make_config
 from resnet_repro.distributed import Distributed
 from resnet_repro.image_utils import crop_flip_unchecked, draw_crop_flip
-from resnet_repro.schedule import steps_per_epoch
+from resnet_repro.optim import set_lr
+from resnet_repro.schedule import get_lr, steps_per_epoch
 from resnet_repro.train import Trainer
 
 pytestmark = pytest.mark.skipif(not torch_dist.is_available(), reason="no torch.distributed")
@@ -95,6 +96,7 @@ def single_process_reference(config, out, steps):
     for b in range(steps):
         batch = order[b * bs : (b + 1) * bs]
         offsets, flips = draw_crop_flip(len(batch), ref.augment_gen)
+        set_lr(ref.optimizer, get_lr(config, b, ref.total_steps))
         ref.optimizer.zero_grad()
         for rank in range(WORLD):
             shard = Distributed(rank, WORLD).shard(len(batch))
@@ -103,7 +105,6 @@ def single_process_reference(config, out, steps):
             loss = ref.loss_fn(ref.model(x), ref.y_train[idx]) * (len(idx) / len(batch))
             loss.backward()
         ref.optimizer.step()
-        ref.scheduler.step()
     return ref
 
 

@@ -15,7 +15,16 @@ LAYERS = [
     {"config", "fetch", "archive_writer"},  # settings; archives in and out
     {"kernels"},  # the process's CPU kernels
     # arrays, state, the step's graph
-    {"data", "checkpoint", "runtime", "distributed", "run_folder", "schedule", "step_graph"},
+    {
+        "data",
+        "checkpoint",
+        "runtime",
+        "distributed",
+        "run_folder",
+        "schedule",
+        "step_graph",
+        "optim",
+    },
     {"evaluate", "pack"},  # metrics
     {"train"},  # the engine
     {"pipeline"},  # the study's stages

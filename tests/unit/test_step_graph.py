@@ -151,7 +151,7 @@ def test_graph_run_resumed_is_bitwise_equal_to_an_uninterrupted_one(archive, tmp
     assert weights_digest(tmp_path / "cut/last.ckpt") == whole_weights
     assert [h["train_loss"] for h in resumed] == [h["train_loss"] for h in history]
     # The decay at step 50 (the end of epoch 2) reached the optimizer: the lr a graph reads is a
-    # tensor the scheduler fills, and the history records it as a number.
+    # tensor set_lr fills, and the history records it as a number.
     assert [h["next_lr"] for h in history] == pytest.approx([0.1, 0.01, 0.01])
     lr = load_checkpoint(tmp_path / "whole/last.ckpt")["optimizer"]["param_groups"][0]["lr"]
     assert float(lr) == pytest.approx(0.01)
@@ -190,7 +190,7 @@ def test_cuda_graph_and_reduce_overhead_are_refused_together():
 
 def test_lr_stays_one_device_tensor_filled_in_place(archive, tmp_path, graphs):
     """What a replay reads is the tensor it recorded: a fresh or resumed run must hold each
-    group's lr in one tensor on the device that every scheduler step fills, never a float (a
+    group's lr in one tensor on the device that set_lr fills before every step, never a float (a
     graph would keep the value it captured) nor a new tensor."""
     whole = config(archive, graphs, cuda_graph=True, epochs=1)
     train(whole, tmp_path / "run", echo=False)
@@ -200,7 +200,9 @@ def test_lr_stays_one_device_tensor_filled_in_place(archive, tmp_path, graphs):
             trainer.restore(tmp_path / "run/last.ckpt")
         lr = trainer.optimizer.param_groups[0]["lr"]
         assert isinstance(lr, torch.Tensor) and lr.device.type == trainer.device.type
+        # 26 steps: the resumed run's last is step 50, the milestone (0.1 -> 0.01).
         trainer.train_epoch(2, 25)
+        trainer.train_epoch(3, 1)
         assert trainer.optimizer.param_groups[0]["lr"] is lr
         assert float(lr) == pytest.approx(0.01 if resume else 0.1)
 
