@@ -210,6 +210,18 @@ def train_args(archive, out, epochs):
     ]
 
 
+@pytest.mark.slow
+def test_sync_bn_with_bn_groups_is_refused_in_one_line_on_two_ranks(archive, tmp_path):
+    """SyncBatchNorm would normalize over both ranks' images, not groups of bn_group_images:
+    torchrun with two ranks refuses it before any training, in one line per rank."""
+    args = train_args(archive, tmp_path / "run", 1)
+    args += ["--recipe", "paper", "--bn-group-images", "16", "--sync-bn"]
+    done = subprocess.run(cli(*args, torchrun=2), capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "resnet-repro train: error: sync_bn normalizes over all ranks'" in done.stderr
+    assert not (tmp_path / "run" / "last.ckpt").exists()
+
+
 def state_hash(path):
     state = load_checkpoint(path)["model"]
     return [state[k].numpy().tobytes() for k in sorted(state)]
