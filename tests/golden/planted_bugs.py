@@ -49,13 +49,13 @@ def plant(bug: str) -> None:
 
         train.build_model = inverted
     elif bug == "lr schedule one epoch ahead":
-        real_factor = train.lr_factor
+        real_get_lr = train.get_lr
 
         def ahead(config, step, total):
             per_epoch = schedule.steps_per_epoch(1200, config.batch_size)
-            return real_factor(config, step + per_epoch, total)
+            return real_get_lr(config, step + per_epoch, total)
 
-        train.lr_factor = ahead
+        train.get_lr = ahead
     elif bug == "validation drawn from training images":
         real_split = data.train_valid_split
 
