@@ -28,7 +28,7 @@ def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypa
         f.write(b"PK\x03\x04 half a checkpoint")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint_module.torch, "save", half_write)
+    monkeypatch.setattr(torch, "save", half_write)
     with pytest.raises(CheckpointError, match=r"No space left on device\); the previous last"):
         save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "config": {}})
     assert path.read_bytes() == before
@@ -135,7 +135,7 @@ def test_a_failed_first_write_says_nothing_was_written(tmp_path, monkeypatch):
     def full(obj, f):
         raise RuntimeError("")
 
-    monkeypatch.setattr(checkpoint_module.torch, "save", full)
+    monkeypatch.setattr(torch, "save", full)
     with pytest.raises(CheckpointError, match=r"cannot be written \(RuntimeError\); no new.ckpt"):
         save_checkpoint(tmp_path / "new.ckpt", {"model": {}, "config": {}})
 
