@@ -11,7 +11,7 @@ needs more than 45,000 training images. The shared JPEG copy (50,000 images) pac
 default test fraction has 41,670; pack it with ``--test-fraction 0.02`` (49,000 train, 1,000
 test), and the runs validate on 4,000 images:
 
-    resnet-repro pack train --out jpeg-49k.tar.gz --test-fraction 0.02
+    resnet-repro pack train jpeg-49k.tar.gz --test-fraction 0.02
 
 Made for a GPU machine (hours: the paper recipe is 182 epochs per run); runs are skipped, and
 reported as not run, once the deadline leaves no time for them. ``--epochs`` shortens every run

@@ -20,7 +20,7 @@ python3 -c 'import torch; print("torch", torch.__version__, "CUDA", torch.versio
 # Python's tarfile, not tar(1): it needs no xz program, and its data filter refuses unsafe paths.
 python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="data")' \
     "$jpegs" "$work"
-python3 -m resnet_repro pack "$work/train" --out "$work/full.tar.gz"
+python3 -m resnet_repro pack "$work/train" "$work/full.tar.gz"
 if [ "${REHEARSE:-1}" = 1 ] && ! command -v dvc >/dev/null && [ -d .whl ]; then
     python3 -m pip install -q --no-index --find-links .whl dvc || echo "dvc did not install"
 fi

@@ -28,11 +28,10 @@ def main() -> None:
     print("| recipe | steps | weights apart (relative norm) | epoch losses apart (relative) |")
     print("|---|---|---|---|")
     for recipe in ("paper", "seed"):
-        eager = Trainer(setting.config(archive, "cpu", recipe), tmp / f"e-{recipe}", echo=False)
+        eager = Trainer(setting.config(archive, "cpu", recipe), tmp / f"e-{recipe}")
         graph = Trainer(
             setting.config(archive, "cpu", recipe, cuda_graph=True),
             tmp / f"g-{recipe}",
-            echo=False,
         )
         for epoch, steps in enumerate((1, 7, 17, 25, 25, 25), start=1):
             a, b = eager.train_epoch(epoch, steps), graph.train_epoch(epoch, steps)

@@ -1,5 +1,5 @@
 """Several runs sharing one GPU: the aggregate training throughput of K = 1, 2 and 4 processes
-of `resnet-repro train` started together, as `resnet-repro train-runs --jobs K` starts them.
+of `resnet-repro train` started together, as `resnet-repro stage train-many --jobs K` starts them.
 
 A small network at the papers' batch of 128 leaves most of a large GPU idle, so K runs at once
 may finish the grid sooner than K runs one after another. Each process trains 3 epochs; its

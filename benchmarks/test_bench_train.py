@@ -112,11 +112,12 @@ def test_train_epoch_cuda_graph_vs_eager(
             device=device,
             **overrides,
         )
-        return Trainer(c, tmp_path / name, echo=False, progress=False)
+        return Trainer(c, tmp_path / name, progress=False)
 
     graph = trainer("graph", cuda_graph=True, **GRAPH_VARIANTS[variant])
     eager = trainer("eager")
-    steps = min(20, graph.n_train // BATCH)  # full batches only: the partial one runs eagerly
+    # Full batches only: the partial one runs eagerly.
+    steps = min(20, graph.loader.n_train // BATCH)
     # Time to first step: the eager warm-up steps, the capture and its first replay.
     start = time.perf_counter()
     graph.train_epoch(1, WARMUP_STEPS + 1)
@@ -167,8 +168,8 @@ def test_epoch_loop_overhead(benchmark, record_ratio, device, epoch_archive, tmp
         channels_last=True,
         precision="bf16",
     )
-    trainer = Trainer(config, tmp_path, echo=False, progress=False)
-    steps = steps_per_epoch(trainer.n_train, config.batch_size)
+    trainer = Trainer(config, tmp_path, progress=False)
+    steps = steps_per_epoch(trainer.loader.n_train, config.batch_size)
     x = torch.randn(BATCH, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (BATCH,), device=device)
 
@@ -199,7 +200,7 @@ def test_epoch_loop_overhead(benchmark, record_ratio, device, epoch_archive, tmp
     if benchmark.enabled:
         overhead = seconds["loop"] / seconds["pure"] - 1
         benchmark.extra_info.update(
-            images_per_s=trainer.n_train / seconds["loop"], loop_overhead=overhead
+            images_per_s=trainer.loader.n_train / seconds["loop"], loop_overhead=overhead
         )
         record_ratio("epoch_loop", device, seconds["pure"] / seconds["loop"])
         assert overhead < 0.05, f"the loop adds {overhead:.1%} to pure steps"
@@ -223,7 +224,7 @@ def test_grouped_bn_step_vs_plain_bn_step(benchmark, record_ratio, device, tmp_p
             valid_fraction=0.1,
             device=device,
         )
-        steps[name] = Trainer(config, tmp_path / name, echo=False, progress=False)._step
+        steps[name] = Trainer(config, tmp_path / name, progress=False)._step
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(BATCH, 3, 32, 32, device=device, generator=gen)
     y = torch.randint(0, 10, (BATCH,), device=device, generator=gen)

@@ -1,5 +1,11 @@
-"""The ``resnet-repro`` command line: one subcommand per user task, each a thin layer over the
-library (argument parsing and printing only).
+"""The ``resnet-repro`` command line, a thin layer over the library (parsing and printing only),
+in three groups: the user's commands (``fetch``, ``train``, ``evaluate``, ``predict``, ``pack``,
+``compare``, ``project``, ``rehearse``, ``verify``), each option with one meaning; ``stage ...``,
+the DVC pipeline's entry points, which ``dvc.yaml`` calls; and ``dev ...``, the developers'
+tools (fake archives, the CPU-scale pipeline and its golden table).
+
+Importing it imports no torch: ``--help`` and ``fetch`` start in a fraction of a second
+(docs/measurements.md); each handler imports what its command needs.
 
 A user's mistake (bad option, bad data, unusable checkpoint) ends with one line naming what was
 wrong and what to do, and exit status 1; anything else is a bug and keeps its traceback."""
@@ -7,6 +13,7 @@ wrong and what to do, and exit status 1; anything else is a bug and keeps its tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -14,6 +21,7 @@ import logging
 import sys
 import typing
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from resnet_repro import __version__
@@ -24,6 +32,7 @@ from resnet_repro.golden import GoldenError
 from resnet_repro.run_folder import RunFolderError
 
 # The errors that mean "the user's input is wrong": each carries a message naming the input.
+# (A certificate's errors are GoldenErrors.)
 USER_ERRORS = (ConfigError, DataError, CheckpointError, RunFolderError, GoldenError)
 INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C
 
@@ -82,65 +91,70 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict({"recipe": recipe, **values})
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from resnet_repro.pipeline import train_grid_run
-    from resnet_repro.train import TrainingError, TrainingInterrupted, train
+def training_errors(command: str, out: Path, train: typing.Callable[[], object]) -> int:
+    """Run ``train`` and turn what a user can cause into one line and an exit status."""
+    from resnet_repro.train import TrainingError, TrainingInterrupted
 
     try:
-        if (args.grid is None) != (args.run is None):
-            raise ConfigError("--grid and --run go together")
-        if args.out.exists() and not args.out.is_dir():
-            raise ConfigError(f"--out {args.out} is a file; name a folder for the run")
-        if args.grid is not None:
-            ignored = given_config_options(args) + [
-                flag
-                for flag, given in (
-                    ("--config", args.config),
-                    ("--resume", args.resume),
-                    ("--allow-changes", args.allow_changes),
-                )
-                if given
-            ]
-            if ignored:
-                raise ConfigError(
-                    f"--grid takes every setting from {args.grid}; {', '.join(ignored)} cannot "
-                    "be given with it (change the run's entry in the grid file instead)"
-                )
-            train_grid_run(args.grid, args.run, args.out)
-            return 0
-        config = config_from_args(args)
-        train(config, args.out, resume=args.resume, allow_changes=args.allow_changes)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file; name a folder for the run")
+        train()
     except TrainingInterrupted as e:
-        fail("train", e)
+        fail(command, e)
         return INTERRUPTED
     except (*USER_ERRORS, TrainingError) as e:
-        return fail("train", e)
+        return fail(command, e)
     except OSError as e:  # a folder that cannot be written: read-only, /proc, a full disk
-        where = e.filename or args.out
-        return fail(
-            "train", OSError(f"cannot write {where}: {e.strerror or e}; choose another --out")
-        )
+        where = e.filename or out
+        reason = f"cannot write {where}: {e.strerror or e}; choose another --out"
+        return fail(command, OSError(reason))
     return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from resnet_repro.train import train
+
+    return training_errors(
+        "train",
+        args.out,
+        lambda: train(
+            config_from_args(args), args.out, resume=args.resume, allow_changes=args.allow_changes
+        ),
+    )
+
+
+def run_stage_train(args: argparse.Namespace) -> int:
+    from resnet_repro.pipeline import train_grid_run
+
+    return training_errors(
+        "stage train", args.out, lambda: train_grid_run(args.params, args.run, args.out)
+    )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from resnet_repro.evaluate import evaluate_run, parse_checkpoints
-    from resnet_repro.pipeline import run_metrics
 
     try:
-        if args.metrics_dir is not None:
-            m = run_metrics(args.run, args.checkpoints, args.metrics_dir, device=args.device)
-            seeds = f" (mean of {len(m['seeds'])} seeds)" if "seeds" in m else ""
-            rehearsal = " [rehearsal: values meaningless]" if m["rehearsal"] else ""
-            print(
-                f"{args.run}: final checkpoint valid {accuracy_text(m['valid_acc_final'])}, "
-                f"test {accuracy_text(m['test_acc_final'])}{seeds}{rehearsal}"
-            )
-            return 0
         epochs = parse_checkpoints(args.checkpoints)
         evaluate_run(args.run, epochs, split=args.split, data=args.data, device=args.device)
     except USER_ERRORS as e:
         return fail("evaluate", e)
+    return 0
+
+
+def run_stage_evaluate(args: argparse.Namespace) -> int:
+    from resnet_repro.pipeline import run_metrics
+
+    try:
+        m = run_metrics(args.run, args.checkpoints, args.metrics_dir, device=args.device)
+    except USER_ERRORS as e:
+        return fail("stage evaluate", e)
+    seeds = f" (mean of {len(m['seeds'])} seeds)" if "seeds" in m else ""
+    rehearsal = " [rehearsal: values meaningless]" if m["rehearsal"] else ""
+    print(
+        f"{args.run}: final checkpoint valid {accuracy_text(m['valid_acc_final'])}, "
+        f"test {accuracy_text(m['test_acc_final'])}{seeds}{rehearsal}"
+    )
     return 0
 
 
@@ -155,25 +169,50 @@ def run_compare(args: argparse.Namespace) -> int:
     try:
         result = compare(args.golden, args.metrics_dir)
     except USER_ERRORS as e:
-        return fail("compare", e)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+        return fail(args.name, e)
+    args.out.mkdir(parents=True, exist_ok=True)
     table = markdown(result)
-    args.out.with_suffix(".md").write_text(table)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "comparison.md").write_text(table)
+    (args.out / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
     print(table)
-    return 0 if result["ok"] or args.exit_zero else 1
+    # The pipeline's stage records a failing cell as a result (comparison.json, the report)
+    # and goes on, so that a long run always ends with its report.
+    return 0 if result["ok"] or args.name == "stage compare" else 1
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from resnet_repro.certificate import build_certificate, write_certificate
+    from resnet_repro.config import load_params
     from resnet_repro.report import write_report
 
     try:
-        path = write_report(args.params, args.metrics_dir, args.comparison, args.out)
+        params = load_params(args.params)
+        tables = [Path(t) for t in str(params.get("compare", {}).get("golden", "")).split()]
+        rehearsal = json.loads(args.comparison.read_text()).get("rehearsal", False)
+        certificate = build_certificate(
+            tables, args.runs_dir, args.metrics_dir, rehearsal=rehearsal
+        )
+        path = write_report(args.params, args.metrics_dir, args.comparison, args.out, certificate)
+        write_certificate(certificate, args.certificate)
     except (*USER_ERRORS, OSError) as e:
-        return fail("report", e)
+        return fail("stage report", e)
+    print(f"certificate written to {args.certificate}: {certificate['status']}")
     comparison = json.loads(args.comparison.read_text())
     verdict = "all cells pass" if comparison["ok"] else "FAILED: " + ", ".join(comparison["failed"])
     print(f"report written to {path}; comparison: {verdict}")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from resnet_repro.certificate import verify
+
+    try:
+        failures = verify(args.certificate, device=args.device)
+    except USER_ERRORS as e:
+        return fail("verify", e)
+    if failures:
+        return fail("verify", RuntimeError(f"do not hold: {', '.join(failures)}"))
+    print(f"{args.certificate}: every cell holds")
     return 0
 
 
@@ -187,18 +226,19 @@ def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
     from resnet_repro.pipeline import run_cpu_pipeline
 
     if not_empty(args.workdir):
-        return fail("cpu-pipeline", ValueError(f"{args.workdir} is not empty"))
+        return fail("dev cpu-pipeline", ValueError(f"{args.workdir} is not empty"))
     try:
         seconds = run_cpu_pipeline(args.repo.resolve(), args.workdir, seeds=args.seeds)
     except subprocess.CalledProcessError as e:
-        return fail("cpu-pipeline", RuntimeError(f"{e.cmd} failed with exit status {e.returncode}"))
+        reason = f"{e.cmd} failed with exit status {e.returncode}"
+        return fail("dev cpu-pipeline", RuntimeError(reason))
     except USER_ERRORS as e:
-        return fail("cpu-pipeline", e)
+        return fail("dev cpu-pipeline", e)
     print(f"CPU-scale pipeline: dvc repro took {seconds:.1f} s; results in {args.workdir}/results")
     comparison = json.loads((args.workdir / "results" / "comparison.json").read_text())
     if not comparison["ok"]:
         failed = ", ".join(comparison["failed"])
-        return fail("cpu-pipeline", RuntimeError(f"golden cells failed: {failed}"))
+        return fail("dev cpu-pipeline", RuntimeError(f"golden cells failed: {failed}"))
     return 0
 
 
@@ -226,12 +266,12 @@ def run_cpu_golden(args: argparse.Namespace) -> int:
     from resnet_repro.pipeline import make_cpu_golden
 
     if not_empty(args.workdir):
-        return fail("cpu-golden", ValueError(f"{args.workdir} is not empty"))
+        return fail("dev cpu-golden", ValueError(f"{args.workdir} is not empty"))
     try:
-        make_cpu_golden(args.repo.resolve(), args.workdir, args.seeds, args.out)
+        make_cpu_golden(args.repo.resolve(), args.workdir, args.seeds, args.table)
     except USER_ERRORS as e:
-        return fail("cpu-golden", e)
-    print(f"golden table written to {args.out}")
+        return fail("dev cpu-golden", e)
+    print(f"golden table written to {args.table}")
     return 0
 
 
@@ -242,10 +282,10 @@ def run_train_runs(args: argparse.Namespace) -> int:
         runs = args.runs or list(load_params(args.repo / "params.yaml")["runs"])
         status = train_runs_concurrently(args.repo, runs, jobs=args.jobs, devices=args.devices)
     except USER_ERRORS as e:
-        return fail("train-runs", e)
+        return fail("stage train-many", e)
     failed = sorted(r for r, code in status.items() if code != 0)
     if failed:
-        return fail("train-runs", RuntimeError(f"failed: {', '.join(failed)} (see logs/)"))
+        return fail("stage train-many", RuntimeError(f"failed: {', '.join(failed)} (see logs/)"))
     print(f"trained and recorded with dvc commit: {', '.join(runs)}; now run dvc repro")
     return 0
 
@@ -279,7 +319,7 @@ def run_pack(args: argparse.Namespace) -> int:
 
     try:
         packed = pack_image_folder(
-            args.folder, args.out, test_fraction=args.test_fraction, seed=args.seed
+            args.folder, args.archive, test_fraction=args.test_fraction, seed=args.seed
         )
     except DataError as e:
         return fail("pack", e)
@@ -309,8 +349,8 @@ def run_fetch(args: argparse.Namespace) -> int:
     from resnet_repro.fetch import fetch_cifar10
 
     try:
-        url, archive = args.url, args.archive
-        if args.source is not None:
+        url, archive = getattr(args, "url", None), getattr(args, "archive", None)
+        if getattr(args, "source", None) is not None:
             is_url = "://" in args.source
             url, archive = (args.source, None) if is_url else (None, Path(args.source))
         # The library warns about data other than the official archive; a user reads it as
@@ -326,40 +366,45 @@ def run_fetch(args: argparse.Namespace) -> int:
                 check=functools.partial(check_batches, name=str(archive or url)),
             )
     except DataError as e:
-        return fail("fetch", e)
+        return fail(args.name, e)
     for warning in caught:
-        print(f"resnet-repro fetch: note: {warning.message}", file=sys.stderr)
+        print(f"resnet-repro {args.name}: note: {warning.message}", file=sys.stderr)
     print(f"CIFAR-10 ready at {batches}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="resnet-repro",
-        description="Reproduce the ResNet v1/v2 CIFAR-10 study: fetch data, train, evaluate.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+def command(
+    group: argparse._SubParsersAction, name: str, handler: typing.Callable, help: str, **kwargs
+) -> argparse.ArgumentParser:
+    """A subcommand whose handler and full name (e.g. ``stage train``) its errors name."""
+    parser = group.add_parser(name, help=help, **kwargs)
+    full = f"{group._prog_prefix.removeprefix('resnet-repro').strip()} {name}".strip()
+    parser.set_defaults(handler=handler, name=full)
+    return parser
 
-    fetch = commands.add_parser(
+
+def add_user_commands(commands: argparse._SubParsersAction) -> None:
+    fetch = command(
+        commands,
         "fetch",
-        help="download (or copy) CIFAR-10, verify its md5 and extract it safely",
+        run_fetch,
+        "download (or copy) CIFAR-10, verify its md5 and extract it safely",
         description="Download or copy cifar-10-python.tar.gz into DEST, verify it, extract it.",
     )
     fetch.add_argument("--dest", type=Path, default=Path("data"), help="target folder (data/)")
     source = fetch.add_mutually_exclusive_group()
     source.add_argument("--archive", type=Path, help="a local copy of the archive")
     source.add_argument("--url", help="a mirror's URL (http(s) or file://)")
-    source.add_argument("--source", help="a URL or a local path (what the pipeline passes)")
     fetch.add_argument("--md5", help="the archive's md5 when it is not the official one")
-    fetch.set_defaults(handler=run_fetch)
 
-    train = commands.add_parser(
+    train = command(
+        commands,
         "train",
-        help="train one run (recipe seed, paper or fast); every config field is an option",
+        run_train,
+        "train one run (recipe seed, paper or fast); every config field is an option",
         description="Train one ResNet; options override the recipe, which --config may replace.",
     )
-    train.add_argument("--out", type=Path, required=True, help="run directory")
+    train.add_argument("--out", type=Path, required=True, help="the run folder to write")
     train.add_argument("--config", type=Path, help="a YAML/JSON config (e.g. a run's config.yaml)")
     train.add_argument(
         "--resume",
@@ -372,17 +417,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="let --resume change settings that alter the experiment; each change is "
         "recorded in OUT/provenance.json",
     )
-    train.add_argument("--grid", type=Path, help="a params.yaml holding the run grid (pipeline)")
-    train.add_argument("--run", help="the run of --grid to train (its key under 'runs')")
     add_config_arguments(train)
-    train.set_defaults(handler=run_train)
 
-    evaluate = commands.add_parser(
+    evaluate = command(
+        commands,
         "evaluate",
-        help="accuracy of a run's checkpoints on the validation or test split",
+        run_evaluate,
+        "accuracy of a run's checkpoints on the validation or test split",
         description="Evaluate RUN/model-{epoch}.ckpt for each epoch; writes RUN/eval-SPLIT.json.",
     )
-    evaluate.add_argument("--run", type=Path, required=True, help="run directory")
+    evaluate.add_argument("--run", type=Path, required=True, help="the run folder")
     evaluate.add_argument(
         "--checkpoints",
         default="160:200:10",
@@ -391,67 +435,59 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=["valid", "test", "train"], default="valid")
     evaluate.add_argument("--data", help="data location, if not the one the run recorded")
     evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument(
-        "--metrics-dir",
-        type=Path,
-        help="pipeline mode: validate the checkpoints, test the chosen and final ones, and "
-        "write METRICS_DIR/metrics.json and METRICS_DIR/history.csv",
-    )
-    evaluate.set_defaults(handler=run_evaluate)
 
-    compare = commands.add_parser(
+    predict = command(
+        commands,
+        "predict",
+        run_predict,
+        "class probabilities for image files",
+        description="Classify image files (any size; resized to 32x32) with a checkpoint.",
+    )
+    predict.add_argument("--checkpoint", type=Path, required=True)
+    predict.add_argument(
+        "--top", type=positive_int, default=3, help="classes shown per image (default 3)"
+    )
+    predict.add_argument("--device", default="auto")
+    predict.add_argument("images", nargs="+")
+
+    pack = command(
+        commands,
+        "pack",
+        run_pack,
+        "pack a folder of class-named 32x32 images into an official-format archive",
+        description="Pack FOLDER/<class>/*.png|jpg (ten classes of 32x32 images) into ARCHIVE "
+        "in CIFAR-10's official format, with a seeded split of each class into training and "
+        "test images; prints the archive's md5 (train with --data ARCHIVE).",
+    )
+    pack.add_argument("folder", type=Path, help="the folder of class folders")
+    pack.add_argument("archive", type=Path, help="the archive to write (.tar.gz)")
+    pack.add_argument(
+        "--test-fraction",
+        type=float,
+        default=1 / 6,
+        help="share of each class held out as test images (default 1/6, as 10k of 60k)",
+    )
+    pack.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+
+    compare = command(
+        commands,
         "compare",
-        help="compare runs' metrics with golden tables; exit 1 when a cell fails or is missing",
-        description="Compare METRICS_DIR/<run>/metrics.json with each golden table.",
+        run_compare,
+        "compare runs' metrics with golden tables; exit 1 when a cell fails or is missing",
+        description="Compare METRICS_DIR/<run>/metrics.json with each golden table; writes "
+        "OUT/comparison.md and OUT/comparison.json.",
     )
-    compare.add_argument("--golden", type=Path, nargs="+", required=True)
-    compare.add_argument("--metrics-dir", type=Path, required=True)
-    compare.add_argument("--out", type=Path, required=True, help="writes OUT.md and OUT.json")
-    compare.add_argument(
-        "--exit-zero",
-        action="store_true",
-        help="exit 0 when the outputs are written, whatever the verdict (the pipeline's "
-        "stage: a failing cell is a result, recorded in OUT.json and the report)",
-    )
-    compare.set_defaults(handler=run_compare)
+    add_compare_arguments(compare)
 
-    report = commands.add_parser(
-        "report",
-        help="write OUT/report.md (results/report/report.md in the pipeline) with tables and plots",
-        description="Accuracy tables and learning-curve plots of the pipeline's runs.",
-    )
-    report.add_argument("--params", type=Path, default=Path("params.yaml"))
-    report.add_argument("--metrics-dir", type=Path, required=True)
-    report.add_argument("--comparison", type=Path, required=True)
-    report.add_argument("--out", type=Path, required=True, help="output folder")
-    report.set_defaults(handler=run_report)
-
-    train_runs = commands.add_parser(
-        "train-runs",
-        help="run several train stages of the pipeline at once (e.g. K runs sharing one GPU), "
-        "then record them with dvc commit",
-        description="Run the train stage command of each run (exactly dvc.yaml's), JOBS at a "
-        "time, each logging to logs/train-RUN.log; record each that succeeded with dvc commit, "
-        "so a following dvc repro evaluates it and trains only what is left. Run in the "
-        "repository, after dvc repro fetch.",
-    )
-    train_runs.add_argument("--runs", nargs="+", help="runs of params.yaml (default: all)")
-    train_runs.add_argument(
-        "--jobs", type=positive_int, default=2, help="processes at once (default 2)"
-    )
-    train_runs.add_argument(
-        "--devices", nargs="+", help="GPUs to spread the processes over (CUDA_VISIBLE_DEVICES)"
-    )
-    train_runs.add_argument("--repo", type=Path, default=Path("."), help="the repository (.)")
-    train_runs.set_defaults(handler=run_train_runs)
-
-    project = commands.add_parser(
+    project = command(
+        commands,
         "project",
-        help="project how long the grid of params.yaml takes on this machine (run it before "
-        "dvc repro)",
-        description="Time a few training steps and an evaluation batch of each distinct "
-        "network of the grid on this machine (synthetic images), and project each run's and "
-        "the whole grid's duration from them (compilation and data loading excluded).",
+        run_project,
+        "project how long the grid of params.yaml takes on this machine (run it before dvc repro)",
+        description="Time a few training steps (the loader's batches and the optimizer steps) "
+        "and an evaluation batch of each distinct network of the grid on this machine "
+        "(synthetic images), and project each run's and the whole grid's duration from them "
+        "(compilation and data loading excluded).",
     )
     project.add_argument("--params", type=Path, default=Path("params.yaml"), help="the grid")
     project.add_argument("--runs", nargs="+", help="runs to project (default: all)")
@@ -459,11 +495,142 @@ def build_parser() -> argparse.ArgumentParser:
     project.add_argument(
         "--steps", type=positive_int, default=6, help="timed steps per network (default 6)"
     )
-    project.set_defaults(handler=run_project)
 
-    fake = commands.add_parser(
+    rehearse = command(
+        commands,
+        "rehearse",
+        run_rehearse,
+        "rehearse the committed study: dvc repro of params.yaml with amounts shrunk "
+        "(minutes), before spending GPU hours",
+        description="git clone the repository (its committed state) into WORKDIR, apply "
+        "pipeline/rehearsal.yaml (a fake 50,000-image archive, 2 images per step, 1 step per "
+        "epoch, 10 images per evaluated split: amounts only) to its params.yaml, run dvc repro "
+        "there and check that every run has metrics and the report every cell. Its values "
+        "mean nothing; its report says REHEARSAL.",
+    )
+    rehearse.add_argument("--workdir", type=Path, required=True, help="an empty or new folder")
+    rehearse.add_argument("--repo", type=Path, default=Path("."), help="the repository (.)")
+
+    verify = command(
+        commands,
+        "verify",
+        run_verify,
+        "check a results certificate: checkpoints' sha256, accuracies re-evaluated, verdicts "
+        "re-derived",
+        description="Check every cell of CERTIFICATE (run from the repository it was written "
+        "in): each checkpoint's sha256, the data's md5, each seed's accuracy re-evaluated "
+        "(exactly on the device type that measured it, otherwise within 1 image per 1,000), "
+        "the runs' metrics.json, the golden tables, the statistics and verdicts re-derived. "
+        "One line per cell; exit 1 naming the cells that do not hold.",
+    )
+    verify.add_argument(
+        "certificate",
+        type=Path,
+        nargs="?",
+        default=Path("results/certificate.json"),
+        help="the certificate (default results/certificate.json)",
+    )
+    verify.add_argument("--device", default="auto", help="re-evaluate on this device")
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--golden", type=Path, nargs="+", required=True)
+    parser.add_argument("--metrics-dir", type=Path, required=True)
+    parser.add_argument(
+        "--out", type=Path, required=True, help="the folder to write comparison.md/.json into"
+    )
+
+
+def add_stage_commands(stages: argparse._SubParsersAction) -> None:
+    fetch = command(
+        stages,
+        "fetch",
+        run_fetch,
+        "the fetch stage: the data of params.yaml's 'data'",
+        description="fetch, from a URL or a local path (params.yaml's data.source).",
+    )
+    fetch.add_argument("--dest", type=Path, required=True, help="target folder")
+    fetch.add_argument("--source", required=True, help="a URL or a local path")
+    fetch.add_argument("--md5", required=True, help="the archive's md5")
+
+    train = command(
+        stages,
+        "train",
+        run_stage_train,
+        "a train stage: one run of params.yaml, all settings from it",
+        description="Train (or continue) the run RUN of PARAMS into OUT; a killed stage "
+        "continues from its last checkpoint when config, code and data are unchanged.",
+    )
+    train.add_argument("--params", type=Path, default=Path("params.yaml"), help="the grid")
+    train.add_argument("--run", required=True, help="the run (its key under 'runs')")
+    train.add_argument("--out", type=Path, required=True, help="the run folder to write")
+
+    evaluate = command(
+        stages,
+        "evaluate",
+        run_stage_evaluate,
+        "an evaluate stage: a run's metrics for the comparison",
+        description="Validate a run's checkpoints, test the chosen and final ones, and write "
+        "METRICS_DIR/metrics.json and METRICS_DIR/history.csv.",
+    )
+    evaluate.add_argument("--run", type=Path, required=True, help="the run folder")
+    evaluate.add_argument("--checkpoints", required=True, help="epochs: START:STOP:STEP or a,b,c")
+    evaluate.add_argument("--metrics-dir", type=Path, required=True)
+    evaluate.add_argument("--device", default="auto")
+
+    compare = command(
+        stages,
+        "compare",
+        run_compare,
+        "the compare stage: exit 0 whatever the verdict, which comparison.json records",
+        description="compare, recording a failing cell as a result (exit 0).",
+    )
+    add_compare_arguments(compare)
+
+    report = command(
+        stages,
+        "report",
+        run_report,
+        "the report stage: OUT/report.md with tables and plots",
+        description="Accuracy tables and learning-curve plots of the pipeline's runs.",
+    )
+    report.add_argument("--params", type=Path, default=Path("params.yaml"))
+    report.add_argument("--metrics-dir", type=Path, required=True)
+    report.add_argument("--comparison", type=Path, required=True)
+    report.add_argument("--out", type=Path, required=True, help="the folder to write")
+    report.add_argument("--runs-dir", type=Path, default=Path("runs"), help="the run folders")
+    report.add_argument(
+        "--certificate",
+        type=Path,
+        default=Path("results/certificate.json"),
+        help="the certificate to write (default results/certificate.json)",
+    )
+
+    many = command(
+        stages,
+        "train-many",
+        run_train_runs,
+        "run several train stages at once (e.g. K runs sharing one GPU), then record them "
+        "with dvc commit",
+        description="Run the train stage command of each run (exactly dvc.yaml's), JOBS at a "
+        "time, each logging to logs/train-RUN.log; record each that succeeded with dvc commit, "
+        "so a following dvc repro evaluates it and trains only what is left. Run in the "
+        "repository, after dvc repro fetch.",
+    )
+    many.add_argument("--runs", nargs="+", help="runs of params.yaml (default: all)")
+    many.add_argument("--jobs", type=positive_int, default=2, help="processes at once (default 2)")
+    many.add_argument(
+        "--devices", nargs="+", help="GPUs to spread the processes over (CUDA_VISIBLE_DEVICES)"
+    )
+    many.add_argument("--repo", type=Path, default=Path("."), help="the repository (.)")
+
+
+def add_dev_commands(tools: argparse._SubParsersAction) -> None:
+    fake = command(
+        tools,
         "fake-archive",
-        help="write a fake CIFAR-10 archive (official format, learnable synthetic images)",
+        run_fake_archive,
+        "write a fake CIFAR-10 archive (official format, learnable synthetic images)",
         description="Write a byte-reproducible fake cifar-10-python.tar.gz for tests and demos.",
     )
     fake.add_argument("path", type=Path)
@@ -472,29 +639,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fake.add_argument("--test-size", type=positive_int, default=100, help="test images")
     fake.add_argument("--seed", type=int, default=0)
-    fake.set_defaults(handler=run_fake_archive)
 
-    pack = commands.add_parser(
-        "pack",
-        help="pack a folder of class-named 32x32 images into an official-format archive",
-        description="Pack FOLDER/<class>/*.png|jpg (ten classes of 32x32 images) into an "
-        "archive in CIFAR-10's official format, with a seeded split of each class into "
-        "training and test images; prints the archive's md5 (train with --data OUT).",
-    )
-    pack.add_argument("folder", type=Path, help="the folder of class folders")
-    pack.add_argument("--out", type=Path, required=True, help="the archive to write")
-    pack.add_argument(
-        "--test-fraction",
-        type=float,
-        default=1 / 6,
-        help="share of each class held out as test images (default 1/6, as 10k of 60k)",
-    )
-    pack.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
-    pack.set_defaults(handler=run_pack)
-
-    cpu = commands.add_parser(
+    cpu = command(
+        tools,
         "cpu-pipeline",
-        help="run the whole DVC pipeline at CPU scale in a git clone of this repository",
+        run_cpu_pipeline_command,
+        "run the whole DVC pipeline at CPU scale in a git clone of this repository",
         description="git clone the repository (its committed state) into WORKDIR, install "
         "pipeline/params-cpu.yaml as params.yaml with a fake archive, and run dvc repro there.",
     )
@@ -507,46 +657,67 @@ def build_parser() -> argparse.ArgumentParser:
         help="train every run with these seeds (default: params-cpu.yaml's [0]); compare the "
         "result with tests/golden/tables/cpu-seeds.yaml",
     )
-    cpu.set_defaults(handler=run_cpu_pipeline_command)
 
-    rehearse = commands.add_parser(
-        "rehearse",
-        help="rehearse the committed study: dvc repro of params.yaml with amounts shrunk "
-        "(minutes), before spending GPU hours",
-        description="git clone the repository (its committed state) into WORKDIR, apply "
-        "pipeline/rehearsal.yaml (a fake 50,000-image archive, 2 images per step, 1 step per "
-        "epoch, 10 images per evaluated split: amounts only) to its params.yaml, run dvc repro "
-        "there and check that every run has metrics and the report every cell. Its values "
-        "mean nothing; its report says REHEARSAL.",
-    )
-    rehearse.add_argument("--workdir", type=Path, required=True, help="an empty or new folder")
-    rehearse.add_argument("--repo", type=Path, default=Path("."), help="the repository (.)")
-    rehearse.set_defaults(handler=run_rehearse)
-
-    golden = commands.add_parser(
+    golden = command(
+        tools,
         "cpu-golden",
-        help="regenerate the CPU-scale golden table from runs with several seeds",
+        run_cpu_golden,
+        "regenerate the CPU-scale golden table from runs with several seeds",
         description="Run the CPU-scale grid once per seed and write the golden table.",
     )
     golden.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    golden.add_argument("--out", type=Path, default=Path("tests/golden/tables/cpu.yaml"))
+    golden.add_argument(
+        "--table", type=Path, default=Path("tests/golden/tables/cpu.yaml"), help="the table"
+    )
     golden.add_argument("--workdir", type=Path, required=True, help="an empty or new folder")
     golden.add_argument("--repo", type=Path, default=Path("."))
-    golden.set_defaults(handler=run_cpu_golden)
 
-    predict = commands.add_parser(
-        "predict",
-        help="class probabilities for image files",
-        description="Classify image files (any size; resized to 32x32) with a checkpoint.",
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resnet-repro",
+        description="Reproduce the ResNet v1/v2 CIFAR-10 study: fetch data, train, evaluate.",
     )
-    predict.add_argument("--checkpoint", type=Path, required=True)
-    predict.add_argument(
-        "--top", type=positive_int, default=3, help="classes shown per image (default 3)"
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_user_commands(commands)
+    stage = commands.add_parser(
+        "stage",
+        help="the DVC pipeline's stages (dvc.yaml calls them; run dvc repro instead)",
+        description="The entry points dvc.yaml's stages call; each takes its settings from "
+        "params.yaml or the stage's command.",
     )
-    predict.add_argument("--device", default="auto")
-    predict.add_argument("images", nargs="+")
-    predict.set_defaults(handler=run_predict)
+    add_stage_commands(stage.add_subparsers(dest="stage", metavar="STAGE", required=True))
+    dev = commands.add_parser(
+        "dev",
+        help="developers' tools: fake archives, the CPU-scale pipeline and its golden table",
+        description="Tools for developing this project and its tests.",
+    )
+    add_dev_commands(dev.add_subparsers(dest="tool", metavar="TOOL", required=True))
     return parser
+
+
+@contextlib.contextmanager
+def messages_shown() -> Iterator[None]:
+    """While a command runs, the library's messages (training progress, fetch's steps) are
+    its output lines and its warnings go to stderr, each written to this call's streams."""
+    lines = logging.StreamHandler(sys.stdout)
+    lines.setFormatter(logging.Formatter("%(message)s"))
+    lines.addFilter(lambda record: record.levelno < logging.WARNING)
+    warnings_ = logging.StreamHandler(sys.stderr)
+    warnings_.setFormatter(logging.Formatter("note: %(message)s"))
+    warnings_.setLevel(logging.WARNING)
+    logger = logging.getLogger("resnet_repro")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(lines)
+    logger.addHandler(warnings_)
+    try:
+        yield
+    finally:
+        logger.removeHandler(lines)
+        logger.removeHandler(warnings_)
+        logger.setLevel(level)
 
 
 def positive_int(text: str) -> int:
@@ -568,14 +739,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{argv[1]} ..."
         )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command is None:
         parser.print_help()
         return 0
     try:
-        return args.handler(args)
+        with messages_shown():
+            return args.handler(args)
     except KeyboardInterrupt:
-        print(f"resnet-repro {args.command}: interrupted", file=sys.stderr)
+        print(f"resnet-repro {args.name}: interrupted", file=sys.stderr)
         return INTERRUPTED
 
 

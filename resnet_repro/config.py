@@ -624,3 +624,14 @@ def make_config(recipe: str = DEFAULT_RECIPE, **overrides: Any) -> TrainConfig:
         )
     values: dict[str, Any] = {"recipe": recipe, **RECIPES.get(recipe, {}), **overrides}
     return TrainConfig.from_dict(values)
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """A params.yaml: the study's grid of runs and the pipeline's settings."""
+    try:
+        params = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read params: {e}") from e
+    if not isinstance(params, dict) or not isinstance(params.get("runs"), dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'runs' mapping")
+    return params

@@ -41,7 +41,7 @@ from resnet_repro.cifar import (
     OFFICIAL_MD5,
     OFFICIAL_MEMBER_MD5,
     RECORD_SIZE,
-    TRAIN_BATCHES,
+    TRAIN_BATCH_MEMBERS,
     DataError,
     md5_of,
 )
@@ -237,7 +237,7 @@ def _decode(
     source: Path, members: dict[str, bytes], source_md5: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     xs, ys = [], []
-    for name in TRAIN_BATCHES:
+    for name in TRAIN_BATCH_MEMBERS:
         x, y = _batch_arrays(load_batch(members[name], name=f"{source}:{name}"), f"{source}:{name}")
         xs.append(x)
         ys.append(y)

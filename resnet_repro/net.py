@@ -142,19 +142,19 @@ class StandardBlock(nn.Module):
         self.bn_relu1 = BatchNormReLU(out_channels, bn_momentum=bn_momentum)
         self.conv2 = conv3x3(out_channels, out_channels)
         self.bn2 = batch_norm(out_channels, momentum=bn_momentum)
-        self.projection_shortcut: nn.Module | None = None
+        self.shortcut: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
             if shortcut == "A":
-                self.projection_shortcut = PaddedIdentity(in_channels, out_channels, stride)
+                self.shortcut = PaddedIdentity(in_channels, out_channels, stride)
             else:
-                self.projection_shortcut = nn.Sequential(
+                self.shortcut = nn.Sequential(
                     conv1x1(in_channels, out_channels, stride),
                     batch_norm(out_channels, momentum=bn_momentum),
                 )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.projection_shortcut is None else self.projection_shortcut(x)
+        identity = x if self.shortcut is None else self.shortcut(x)
         out = self.bn_relu1(self.conv1(x))
         out = self.bn2(self.conv2(out))
         out += identity
@@ -205,10 +205,10 @@ class BottleneckBlock(nn.Module):
         self.conv2 = conv3x3(width, width, stride_3x3)
         self.bn_relu3 = BatchNormReLU(width, bn_momentum=bn_momentum)
         self.conv3 = conv1x1(width, out_channels)
-        self.projection_shortcut: nn.Module | None = None
+        self.shortcut: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
             projection = conv1x1(in_channels, out_channels, stride)
-            self.projection_shortcut = (
+            self.shortcut = (
                 nn.Sequential(projection, batch_norm(out_channels, momentum=bn_momentum))
                 if projection_bn
                 else projection
@@ -216,7 +216,7 @@ class BottleneckBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         preact = self.bn_relu1(x)
-        identity = x if self.projection_shortcut is None else self.projection_shortcut(preact)
+        identity = x if self.shortcut is None else self.shortcut(preact)
         out = self.conv1(preact)
         out = self.conv2(self.bn_relu2(out))
         out = self.conv3(self.bn_relu3(out))
@@ -410,7 +410,7 @@ def weighted_layers(model: nn.Module) -> int:
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
             count += 1
-        elif isinstance(module, nn.Conv2d) and "projection_shortcut" not in name:
+        elif isinstance(module, nn.Conv2d) and "shortcut" not in name:
             count += 1
     return count
 

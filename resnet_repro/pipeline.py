@@ -25,7 +25,13 @@ import yaml
 from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import CheckpointError, code_digest, load_checkpoint
 from resnet_repro.cifar import md5_of
-from resnet_repro.config import DEFAULT_RECIPE, ConfigError, TrainConfig, make_config
+from resnet_repro.config import (
+    DEFAULT_RECIPE,
+    ConfigError,
+    TrainConfig,
+    load_params,
+    make_config,
+)
 from resnet_repro.data import load_splits
 from resnet_repro.evaluate import (
     checkpoint_paths,
@@ -36,23 +42,14 @@ from resnet_repro.evaluate import (
 from resnet_repro.kernels import PORTABLE_NAME, can_pin, portable_env
 from resnet_repro.run_folder import read_history
 from resnet_repro.runtime import resolve_device
-from resnet_repro.train import newest_checkpoint, train
+from resnet_repro.saver import newest_checkpoint
+from resnet_repro.train import train
 
 # Keys of a run entry that are the pipeline's, not TrainConfig fields.
 PIPELINE_KEYS = ("eval_checkpoints", "seeds")
 CPU_PARAMS = Path("pipeline") / "params-cpu.yaml"
 CPU_TABLE = "tests/golden/tables/cpu.yaml"  # one seed, pinned
 CPU_SEEDS_TABLE = "tests/golden/tables/cpu-seeds.yaml"  # the mean of five seeds
-
-
-def load_params(path: str | Path) -> dict[str, Any]:
-    try:
-        params = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read params: {e}") from e
-    if not isinstance(params, dict) or not isinstance(params.get("runs"), dict):
-        raise ConfigError(f"{path}: expected a mapping with a 'runs' mapping")
-    return params
 
 
 def run_seeds(
@@ -265,6 +262,7 @@ def seed_metrics(run: Path, epochs: list[int], device: str) -> dict[str, Any]:
         "final_epoch": final,
         "valid_acc": {str(e): a for e, a in valid.items()},
         "data_md5": md5,
+        "eval_device_type": resolve_device(device).type,  # verify re-evaluates exactly on it
         "rehearsal": expected.is_rehearsal,
     }
 
@@ -463,7 +461,7 @@ def cpu_golden_table(workdir: Path, seeds: list[int]) -> dict[str, Any]:
         "kernels": f"{PORTABLE_NAME} (resnet_repro/kernels.py): the same bits on every x86-64 "
         "CPU with AVX2",
         "source": f"this code's own CPU-scale runs (commit {commit}, torch {torch.__version__}, "
-        f"{time.strftime('%Y-%m-%d')}): resnet-repro cpu-golden --seeds "
+        f"{time.strftime('%Y-%m-%d')}): resnet-repro dev cpu-golden --seeds "
         + " ".join(map(str, seeds)),
         "recipe": "seed and paper at CPU scale (pipeline/params-cpu.yaml)",
         "split": "fake archive (noisy stripes), 1,500 training images: 1,200 train, 300 "

@@ -80,28 +80,32 @@ def synthetic_splits(config: TrainConfig) -> Splits:
 
 
 def measure(config: TrainConfig, *, steps: int, warmup: int) -> Timing:
-    """Seconds per training step and per evaluated image of ``config`` on its device, after
-    ``warmup`` untimed steps (with ``cuda_graph``, at least the eager steps and the capture)."""
+    """Seconds per training step (the loader's batch and the optimizer step) and per evaluated
+    image of ``config`` on its device, after ``warmup`` untimed steps (with ``cuda_graph``, at
+    least the eager steps and the capture)."""
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(
-            config, Path(tmp), splits=synthetic_splits(config), echo=False, progress=False
-        )
+        trainer = Trainer(config, Path(tmp), splits=synthetic_splits(config), progress=False)
+        loader = trainer.loader
         sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
         if config.cuda_graph:
             warmup = max(warmup, WARMUP_STEPS + 1)
-        # Epochs of 2 steps: the synthetic training set holds two batches.
-        for _ in range(-(-warmup // 2)):
-            trainer.train_epoch(1, 2)
+
+        def run_steps(count: int) -> None:
+            # Epochs of 2 steps: the synthetic training set holds two batches.
+            for _ in range(-(-count // 2)):
+                for x, y, weight in loader.batches(1, 2):
+                    trainer.train_step(x, y, weight)
+
+        run_steps(warmup)
         sync()
         start = time.perf_counter()
-        for _ in range(steps // 2):
-            trainer.train_epoch(1, 2)
+        run_steps(steps)
         sync()
-        step_s = (time.perf_counter() - start) / (2 * (steps // 2))
-        trainer.evaluate(trainer.x_valid, trainer.y_valid)
+        step_s = (time.perf_counter() - start) / (2 * -(-steps // 2))
+        trainer.evaluate(loader.x_valid, loader.y_valid)
         start = time.perf_counter()
-        trainer.evaluate(trainer.x_valid, trainer.y_valid)
-        eval_image_s = (time.perf_counter() - start) / len(trainer.y_valid)
+        trainer.evaluate(loader.x_valid, loader.y_valid)
+        eval_image_s = (time.perf_counter() - start) / len(loader.y_valid)
     return Timing(step_s, eval_image_s)
 
 

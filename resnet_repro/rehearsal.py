@@ -6,8 +6,9 @@ network, depth, seeds, epochs, checkpoint epochs and validation branch, and comp
 run over the real golden tables, so that every path a night of GPU training ends in has run
 first, in minutes, on the machine at hand. Nothing of the repository itself is touched.
 
-The rehearsal passes when ``dvc repro`` ran every stage and the report has every cell filled;
-its accuracies (and so the comparison's verdicts) mean nothing, and say so.
+The rehearsal passes when ``dvc repro`` ran every stage, the report has every cell filled, the
+certificate traces every cell to its checkpoints and ``resnet-repro verify`` holds it; its
+accuracies (and so the comparison's verdicts) mean nothing, and say so.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,7 @@ def check_rehearsal(workdir: Path) -> list[str]:
             problems.append(f"{run}: metrics of seeds {sorted(metrics.get('seeds', {}))}")
         if metrics.get("rehearsal") is not True:
             problems.append(f"{run}: metrics.json is not marked as a rehearsal")
+    problems += check_certificate(workdir / "results" / "certificate.json")
     report = workdir / "results" / "report" / "report.md"
     if not report.is_file():
         return [*problems, "no results/report/report.md"]
@@ -104,6 +107,20 @@ def check_rehearsal(workdir: Path) -> list[str]:
     for measured, golden in cells:
         if not (MEASURED.fullmatch(measured) and GOLDEN.fullmatch(golden)):
             problems.append(f"report.md has a cell '{measured} / {golden}'")
+    return problems
+
+
+def check_certificate(path: Path) -> list[str]:
+    """What the certificate lacks: its REHEARSAL first line, or for a cell its seeds, their
+    values or the sha256 of the checkpoints they were measured on."""
+    if not path.is_file():
+        return ["no results/certificate.json"]
+    text = path.read_text()
+    problems = [] if "REHEARSAL" in text.splitlines()[0] else ["certificate.json's first line"]
+    for cell in json.loads(text)["cells"]:
+        seeds = cell["seeds"].values()
+        if not seeds or any(s["value"] is None or not s.get("sha256") for s in seeds):
+            problems.append(f"certificate.json: {cell['cell']} lacks a seed's value or checkpoint")
     return problems
 
 
@@ -120,4 +137,9 @@ def run_rehearsal(repo: Path, workdir: Path, *, echo: bool = True) -> float:
     problems = check_rehearsal(workdir)
     if problems:
         raise ConfigError("the rehearsal is incomplete: " + "; ".join(problems))
+    # The reviewer's step after the study: every checkpoint re-evaluated, every verdict
+    # re-derived from the certificate.
+    subprocess.run(
+        [sys.executable, "-m", "resnet_repro", "verify"], check=True, cwd=workdir, stdout=out
+    )
     return seconds

@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
-from resnet_repro.config import DEFAULT_RECIPE
+from resnet_repro.certificate import markdown as certificate_markdown
+from resnet_repro.config import DEFAULT_RECIPE, load_params
 from resnet_repro.golden import REHEARSAL_NOTE
 from resnet_repro.net import resnet_depth
-from resnet_repro.pipeline import load_params
 
 # He et al. 2015 (v1) and 2016 (pre-activation, v2) CIFAR-10 test accuracy by depth.
 PAPER_ACCURACY = {
@@ -94,7 +94,13 @@ def epoch_time_section(runs: dict[str, dict[str, Any]], published: dict[str, flo
     ]
 
 
-def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir: Path) -> Path:
+def write_report(
+    params_path: Path,
+    metrics_dir: Path,
+    comparison: Path,
+    out_dir: Path,
+    certificate: dict[str, Any] | None = None,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,6 +127,8 @@ def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir
         lines = ["# Reproduction report: REHEARSAL", "", REHEARSAL_NOTE, ""]
     verdict = "all cells pass" if result["ok"] else "FAILED: " + ", ".join(result["failed"])
     lines += [f"Comparison verdict: {verdict} (details: comparison.md)", ""]
+    if certificate is not None:
+        lines += [f"Certificate: {certificate['status']} (section Certificate below)", ""]
     for recipe in sorted({r["recipe"] for r in runs.values()}):
         mine = {k: r for k, r in runs.items() if r["recipe"] == recipe}
         sizes = sorted({r["size"] for r in mine.values()}, reverse=True)
@@ -185,6 +193,8 @@ def write_report(params_path: Path, metrics_dir: Path, comparison: Path, out_dir
     plt.close(fig)
     lines += ["## Accuracy against depth", "", "![accuracy vs depth](accuracy-vs-depth.png)", ""]
     lines += epoch_time_section(runs, golden_epoch_seconds(params))
+    if certificate is not None:
+        lines += ["", certificate_markdown(certificate)]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines))
     return report

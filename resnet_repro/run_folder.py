@@ -73,6 +73,9 @@ def machine(device: torch.device) -> dict[str, Any]:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        # The determinism in force while the segment trained (config.deterministic sets it).
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device)
         if device.type == "cuda"

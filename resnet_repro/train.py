@@ -1,17 +1,16 @@
-"""The training engine: seeded, resumable, recipe-driven training of one run.
+"""The training loop of one run: the model, its optimizer and learning rate, one epoch's steps,
+the per-epoch validation, and what a resume may change.
 
-A run folder holds ``config.yaml``, ``provenance.json``, ``history.jsonl`` (see
-``run_folder.py``), ``model-{epoch}.ckpt`` every ``checkpoint_every`` epochs and ``last.ckpt``
-after every epoch (see ``checkpoint.py``). This module owns the loop: optimizer, learning-rate
-schedule, one epoch's steps, the per-epoch validation, and what a resume may change.
+Its rooms: ``loader.py`` holds the data on the device and draws the batches (order,
+augmentation, normalization, each process's share, their generators); ``saver.py`` writes the
+run folder in its order (history, checkpoints, records) and holds its lock; ``optim.py`` makes
+the optimizer and sets its lr; ``schedule.get_lr`` gives the lr of each step. Progress lines go
+through ``logging`` (logger ``resnet_repro.train``, rank 0 only); the command line prints them.
 
 Design choices:
 
-* The data set lives on the device as uint8; each step gathers a batch, augments it with
-  the same crop-and-flip as ``augment_batch`` and normalizes it there. No per-image
-  Python, no worker processes.
 * One ``seed`` decides everything random, through three generators derived from it: model
-  init, data order (CPU) and augmentation (on the device). The global RNG is never used, and
+  init (here), data order and augmentation (the loader). The global RNG is never used, and
   every generator state goes into the checkpoint, so a resumed run continues the same streams.
 * The loss is checked for NaN/inf on the device every step and read back once per epoch, so
   the loop never waits on the device mid-epoch.
@@ -29,13 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -47,36 +45,26 @@ from resnet_repro.checkpoint import (
     check_device_type,
     code_digest,
     load_checkpoint,
-    save_checkpoint,
 )
 from resnet_repro.config import ConfigError, TrainConfig, fields_with_role
 from resnet_repro.data import DataError, Splits, load_splits
 from resnet_repro.distributed import Distributed
 from resnet_repro.evaluate import evaluate_model, recorded_data
-from resnet_repro.image_utils import Normalization, crop_flip_unchecked, draw_crop_flip
+from resnet_repro.loader import DeviceLoader, stream_seed
 from resnet_repro.optim import hold_lr_in_tensors, make_optimizer, optimizer_flags, set_lr
-from resnet_repro.run_folder import (
-    HISTORY,
-    LOCK,
-    append_history,
-    append_segment,
-    code_version,
-    machine,
-    now,
-    read_history,
-    run_folder_lock,
-    write_history,
-)
+from resnet_repro.run_folder import code_version, machine, now
 from resnet_repro.runtime import (
     CompiledForBatch,
     autocast,
     build_model,
     deterministic_kernels,
     resolve_device,
-    to_device,
 )
+from resnet_repro.saver import CheckpointSaver
 from resnet_repro.schedule import epoch_steps, get_lr, total_steps
 from resnet_repro.step_graph import StepGraph
+
+log = logging.getLogger(__name__)
 
 ESTIMATE_AFTER = 10  # steps timed before the expected duration of a CPU run is printed
 # Config fields a resume may change without changing the experiment: where and how fast it
@@ -93,11 +81,6 @@ class TrainingError(RuntimeError):
 
 class TrainingInterrupted(TrainingError):
     """The user stopped the run (Ctrl-C); the message says where to resume from."""
-
-
-def stream_seed(seed: int, stream: str) -> int:
-    """An independent 63-bit seed per named random stream of a run."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{stream}".encode()).digest()[:8], "little") >> 1
 
 
 def config_changes(saved: dict[str, Any], config: TrainConfig) -> tuple[list[str], list[str]]:
@@ -121,7 +104,6 @@ class Trainer:
         out_dir: the run folder; created if missing.
         splits: the data, if already loaded (otherwise loaded from ``config.data``).
         progress: show tqdm bars (None: only when stderr is a terminal).
-        echo: print the seed's progress lines (rank 0 only).
         dist: this process's place in a torchrun job (default: from the environment).
     """
 
@@ -132,12 +114,13 @@ class Trainer:
         *,
         splits: Splits | None = None,
         progress: bool | None = None,
-        echo: bool = True,
         dist: Distributed | None = None,
     ) -> None:
         self.config = config.validate()
-        self.out_dir = Path(out_dir)
         self.dist = dist if dist is not None else Distributed.from_env()
+        self.saver = CheckpointSaver(
+            Path(out_dir), checkpoint_every=config.checkpoint_every, writes=self.dist.is_main
+        )
         if config.cuda_graph and self.dist.world_size > 1:
             raise ConfigError(
                 f"cuda_graph runs in one process, not in {self.dist.world_size} torchrun ranks: "
@@ -156,13 +139,9 @@ class Trainer:
             else None
         )
         self.progress = progress
-        self.echo = echo and self.dist.is_main
         self.splits = splits if splits is not None else load_splits(config)
         self._check_data()
-        # From the training images only, as the papers' per-pixel mean; stored with the run.
-        self.normalize = Normalization.fit(config.normalization, self.splits.x_train).to(
-            self.device
-        )
+        self.loader = DeviceLoader(self.splits, config, self.device, self.dist)
 
         gen = torch.Generator().manual_seed(stream_seed(config.seed, "init"))
         self.model = build_model(config, generator=gen).to(self.device)
@@ -186,38 +165,20 @@ class Trainer:
                 self.train_net, batch_size=images // self.bn_groups(images), mode=mode
             )
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.order_gen = torch.Generator().manual_seed(stream_seed(config.seed, "order"))
-        self.augment_gen = torch.Generator(device=self.device).manual_seed(
-            stream_seed(config.seed, "augment")
-        )
         self.optimizer = make_optimizer(config, self.model.parameters())
         if config.cuda_graph:
             hold_lr_in_tensors(self.optimizer, self.device)
         # The code this process imported: hashed once, recorded in every checkpoint.
         self.code_digest = code_digest()
-        self.n_train = len(self.splits.y_train)
-        # The continuation's images: the training split, then the validation split (in the
-        # archive's order, so together they are the whole training set).
-        self.n_all = self.n_train + len(self.splits.y_valid)
         self.total_steps = total_steps(
-            config, self.n_train, self.dist.world_size, n_continue=self.n_all
+            config, self.loader.n_train, self.dist.world_size, n_continue=self.loader.n_all
         )
         self.epoch = 0
         self.global_step = 0
-        self.saved_epoch: int | None = None  # the newest epoch a checkpoint holds
-        s = self.splits
-        self.x_train, self.y_train = to_device(s.x_train, s.y_train, self.device)
-        self.x_all, self.y_all = self.x_train, self.y_train
-        if config.continue_epochs and len(s.y_valid):
-            self.x_all, self.y_all = to_device(
-                np.concatenate([s.x_train, s.x_valid]),
-                np.concatenate([s.y_train, s.y_valid]),
-                self.device,
-            )
-        evaluated = slice(config.limit_eval_images or None)
-        self.x_valid, self.y_valid = to_device(
-            s.x_valid[evaluated], s.y_valid[evaluated], self.device
-        )
+
+    @property
+    def out_dir(self) -> Path:
+        return self.saver.folder
 
     def _check_data(self) -> None:
         s, c = self.splits, self.config
@@ -257,12 +218,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
             "global_step": self.global_step,
-            "rng": {
-                "order": self.order_gen.get_state(),
-                "augment": self.augment_gen.get_state().cpu(),
-            },
+            "rng": self.loader.state(),
             "config": self.config.to_dict(),
-            "normalization": self.normalize.state(),
+            "normalization": self.loader.normalize.state(),
             "package_version": __version__,
             "code_digest": self.code_digest,
             "data_md5": self.splits.source_md5,
@@ -295,113 +253,84 @@ class Trainer:
             self.optimizer.load_state_dict(optimizer)
             if self.config.cuda_graph:
                 hold_lr_in_tensors(self.optimizer, self.device)
-            self.order_gen.set_state(state["rng"]["order"])
-            # Every generator, a CUDA one included, takes its state as a CPU ByteTensor.
-            self.augment_gen.set_state(state["rng"]["augment"].cpu())
+            self.loader.load_state(state["rng"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{path}: does not fit this run ({e})") from e
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
-        self.saved_epoch = self.epoch
+        self.saver.saved_epoch = self.epoch
         return changes + benign
 
     # -- the loop ----------------------------------------------------------------------------
 
     def fit(self, *, resume: bool = False, allow_changes: bool = False) -> list[dict[str, Any]]:
-        """Train to ``config.last_epoch`` (or ``max_iters``); returns the history.
+        """Train to ``config.last_epoch`` (or ``max_iters``); returns the history. The caller
+        holds the run folder's lock (``train`` takes it before loading the data).
 
         Args:
             resume: continue from ``out_dir/last.ckpt`` (an error if it is missing).
             allow_changes: let a resume change the experiment's config (recorded).
         """
-        if resume and not self.out_dir.is_dir():
-            raise ConfigError(
-                f"--resume: {self.out_dir} does not exist; check the --out folder, or leave out "
-                "--resume to start a new run there"
-            )
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        # Rank 0 writes the folder, so it alone holds the lock.
-        lock = run_folder_lock(self.out_dir) if self.dist.is_main else contextlib.nullcontext()
-        with lock, deterministic_kernels(self.config.deterministic):
+        with deterministic_kernels(self.config.deterministic):
             try:
                 return self._fit(resume=resume, allow_changes=allow_changes)
             except KeyboardInterrupt:
+                saved = self.saver.saved_epoch
                 raise TrainingInterrupted(
-                    f"interrupted; {self.out_dir} holds a checkpoint of epoch {self.saved_epoch}:"
+                    f"interrupted; {self.out_dir} holds a checkpoint of epoch {saved}:"
                     f" rerun with --resume --out {self.out_dir} to continue"
-                    if self.saved_epoch is not None
+                    if saved is not None
                     else "interrupted before the first epoch ended; nothing was saved"
                 ) from None
 
+    def _finished(self) -> bool:
+        return self.epoch >= self.config.last_epoch or self.global_step >= self.total_steps
+
     def _fit(self, *, resume: bool, allow_changes: bool) -> list[dict[str, Any]]:
-        out = self.out_dir
-        last = out / "last.ckpt"
-        history_path = out / HISTORY
+        out, saver = self.out_dir, self.saver
         changes: list[str] = []
+        history: list[dict[str, Any]] = []
         if resume:
-            source = newest_checkpoint(out)
-            if source is None:
-                raise ConfigError(
-                    f"--resume: {last} does not exist; check the --out folder, or leave out "
-                    "--resume to start a new run there"
-                )
-            changes = self.restore(source, allow_changes=allow_changes)
+            changes = self.restore(saver.resume_source(), allow_changes=allow_changes)
             if self.epoch > self.config.last_epoch:
                 raise ConfigError(
                     f"{out} is at epoch {self.epoch}: {self.config.epochs} epochs (and "
                     f"{self.config.continue_epochs} continued) would train nothing and record a "
                     f"shorter run; give --epochs {self.epoch - self.config.continue_epochs} or more"
                 )
-            history = [h for h in read_history(history_path) if h["epoch"] <= self.epoch]
-            if self.epoch >= self.config.last_epoch or self.global_step >= self.total_steps:
+            history = saver.history_until(self.epoch)
+            if self._finished():
                 self._say(
                     f"{out} is complete (epoch {self.epoch} of {self.config.last_epoch}, step "
                     f"{self.global_step}): nothing to train."
                 )
                 return history
             self._say(f"Resuming {out} from epoch {self.epoch} (step {self.global_step}).")
-        elif last.exists() or any(out.glob("model-*.ckpt")):
-            raise ConfigError(
-                f"{out} already holds checkpoints; pass --resume to continue it or choose "
-                "another output folder"
-            )
-        elif self.dist.is_main and (
-            held := sorted(p.name for p in out.iterdir() if p.name != LOCK)
-        ):
-            # Never write over what a user had: another run's records, or any other files.
-            # Rank 0 alone looks: the others would find the records it has begun to write.
-            shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
-            raise ConfigError(
-                f"{out} already holds files ({shown}); a new run needs an empty or new folder: "
-                "choose another --out"
-            )
         else:
-            history = []
-        main = self.dist.is_main  # rank 0 alone writes files
-        if main:
-            write_history(history_path, history)
-            self.config.save(out / "config.yaml")
-            append_segment(out, self._segment(changes))
+            saver.check_empty()
+        saver.begin(history, self.config, self._segment(changes))
         self._say("### Training... ###")
-        while self.epoch < self.config.last_epoch and self.global_step < self.total_steps:
+        while not self._finished():
             epoch = self.epoch + 1
-            continued = epoch > self.config.epochs
+            continued = self.loader.continued(epoch)
             if continued and epoch == self.config.epochs + 1:
-                self._say(f"### Training... ### (continued on all {self.n_all} training images)")
-            per_epoch = epoch_steps(
-                self.config, self.n_all if continued else self.n_train, self.dist.world_size
-            )
+                self._say(
+                    f"### Training... ### (continued on all {self.loader.n_all} training images)"
+                )
+            per_epoch = epoch_steps(self.config, self.loader.images(epoch), self.dist.world_size)
             steps = min(per_epoch, self.total_steps - self.global_step)
             start = time.perf_counter()
             train_loss, train_acc, images = self.train_epoch(epoch, steps)
             train_seconds = time.perf_counter() - start
             self.epoch = epoch
-            if not main:
+            if not saver.writes:
                 continue
             # The continuation trains on the validation images: validating them means nothing.
-            validated = len(self.y_valid) and not continued
+            validated = len(self.loader.y_valid) and not continued
             valid_loss, valid_acc = (
-                self.evaluate(self.x_valid, self.y_valid) if validated else (None, None)
+                self.evaluate(self.loader.x_valid, self.loader.y_valid)
+                if validated
+                else (None, None)
             )
             seconds = time.perf_counter() - start
             record = {
@@ -418,19 +347,9 @@ class Trainer:
                 "images_per_s": images / train_seconds,  # training only
             }
             history.append(record)
-            # History, then the epoch's checkpoint, then last.ckpt: a kill between any two
-            # leaves last.ckpt at the previous epoch, and the resume redoes this epoch, rewriting
-            # the history line and the epoch's checkpoint (bitwise the same), so none is lost.
-            append_history(history_path, record)
             self._say(f"Epoch {epoch} Loss {train_loss:.6f} Duration {seconds:.3f} seconds.")
-            finished = self.epoch >= self.config.last_epoch or self.global_step >= self.total_steps
-            state = self.state()
-            if epoch % self.config.checkpoint_every == 0 or finished:
-                save_checkpoint(out / f"model-{epoch}.ckpt", state)
-                self.saved_epoch = epoch  # a resume continues from it (newest_checkpoint)
+            if saver.save_epoch(record, self.state, final=self._finished()):
                 self._say("Checkpoint has been created.")
-            save_checkpoint(last, state)
-            self.saved_epoch = epoch
         return history
 
     def _segment(self, changes: list[str]) -> dict[str, Any]:
@@ -451,15 +370,9 @@ class Trainer:
         }
 
     def train_epoch(self, epoch: int, steps: int) -> tuple[float, float, int]:
-        """``steps`` optimizer steps of epoch ``epoch`` (a new permutation of its images: the
-        training split, or every training image in a continued epoch); returns the mean loss,
-        the accuracy and the number of images seen."""
+        """``steps`` optimizer steps of epoch ``epoch`` (the loader's batches of its images);
+        returns the mean loss, the accuracy and the number of images seen."""
         self.model.train()
-        bs, world = self.config.batch_size, self.dist.world_size
-        x_epoch, y_epoch = (
-            (self.x_all, self.y_all) if epoch > self.config.epochs else (self.x_train, self.y_train)
-        )
-        order = torch.randperm(len(y_epoch), generator=self.order_gen).to(self.device)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         step = torch.full((), self.global_step, device=self.device, dtype=torch.long)
@@ -467,30 +380,15 @@ class Trainer:
         seen = 0
         bar = tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=self.tqdm_disable())
         started = time.perf_counter()
-        for b in range(steps):
+        for b, (x, y, loss_weight) in enumerate(self.loader.batches(epoch, steps)):
             if b == ESTIMATE_AFTER and self.global_step == ESTIMATE_AFTER:
                 self._estimate_duration(time.perf_counter() - started)
-            batch = order[b * bs : (b + 1) * bs]
-            # Every rank draws the whole global batch's augmentation, so the draws do not
-            # depend on the world size, and keeps its own slice.
-            offsets, flips = draw_crop_flip(len(batch), self.augment_gen)
-            shard = self.dist.shard(len(batch))
-            idx = batch[shard]
-            x = self.normalize(crop_flip_unchecked(x_epoch[idx], offsets[shard], flips[shard]))
-            y = y_epoch[idx]
-            if self.config.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            set_lr(self.optimizer, get_lr(self.config, self.global_step, self.total_steps))
-            if self.step_graph is not None:
-                loss, logits = self.step_graph(x, y)
-            else:
-                loss, logits = self._step(x, y, len(idx) * world / len(batch))
-            self.global_step += 1
+            loss, logits = self.train_step(x, y, loss_weight)
             step += 1
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step, bad_step)
-            loss_sum += loss * len(idx)
+            loss_sum += loss * len(y)
             correct += (logits.argmax(1) == y).sum()
-            seen += len(idx)
+            seen += len(y)
             bar.update()
         bar.close()
         totals = torch.stack(
@@ -501,12 +399,23 @@ class Trainer:
         if int(bad_step) >= 0:
             raise TrainingError(
                 f"loss became NaN/inf at epoch {epoch}, step {int(bad_step)}; the last good "
-                f"checkpoint is {self.out_dir / 'last.ckpt'} (epoch {self.epoch})"
+                f"checkpoint is {self.saver.last} (epoch {self.epoch})"
                 if self.epoch
                 else f"loss became NaN/inf at epoch {epoch}, step {int(bad_step)}, before any "
                 "checkpoint was written; lower --lr or check the data"
             )
         return float(loss_sum) / float(total), float(correct) / float(total), int(total)
+
+    def train_step(self, x: Tensor, y: Tensor, loss_weight: float = 1.0) -> tuple[Tensor, Tensor]:
+        """The step at ``global_step``: its lr, then one optimizer step on the normalized batch
+        (through the CUDA graph when ``cuda_graph``); returns the loss and the logits."""
+        set_lr(self.optimizer, get_lr(self.config, self.global_step, self.total_steps))
+        if self.step_graph is not None:
+            loss, logits = self.step_graph(x, y)
+        else:
+            loss, logits = self._step(x, y, loss_weight)
+        self.global_step += 1
+        return loss, logits
 
     def bn_groups(self, images: int) -> int:
         """How many BN groups this process's ``images`` of a step form: whole groups of
@@ -565,27 +474,12 @@ class Trainer:
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         """Mean loss and accuracy of the current weights on uint8 images ``x``."""
-        return evaluate_model(self.eval_net, x, y, self.config, self.normalize)
+        return evaluate_model(self.eval_net, x, y, self.config, self.loader.normalize)
 
     def _say(self, line: str) -> None:
-        if self.echo:
-            print(line, flush=True)
-
-
-def newest_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint a resume continues from: last.ckpt, unless a kill between an epoch's
-    model-N.ckpt and its last.ckpt left model-N.ckpt newer (each is complete: both are written
-    atomically, model-N.ckpt first). None when the folder holds neither."""
-    last = folder / "last.ckpt"
-    numbered = {
-        int(p.stem.removeprefix("model-")): p
-        for p in folder.glob("model-*.ckpt")
-        if p.stem.removeprefix("model-").isdigit()
-    }
-    last_epoch = int(load_checkpoint(last)["epoch"]) if last.exists() else -1
-    if numbered and max(numbered) > last_epoch:
-        return numbered[max(numbered)]
-    return last if last.exists() else None
+        # The seed's progress lines, once per job: rank 0 alone speaks.
+        if self.dist.is_main:
+            log.info(line)
 
 
 def train(
@@ -596,22 +490,30 @@ def train(
     allow_changes: bool = False,
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """Train one run into ``out_dir``; the library's one-call entry point.
+    """Train one run into ``out_dir``; the library's one-call entry point. Takes the run
+    folder's lock before anything else: a second process into a busy folder is refused
+    before it loads any data.
 
     Args:
         config: the run's settings (e.g. from ``make_config``).
         out_dir: the run folder.
         resume: continue from ``out_dir/last.ckpt``.
         allow_changes: let a resume change the experiment (recorded in provenance.json).
-        **kwargs: passed to ``Trainer`` (``splits``, ``progress``, ``echo``, ``dist``).
+        **kwargs: passed to ``Trainer`` (``splits``, ``progress``, ``dist``).
     Returns:
         one record per epoch (as in ``history.jsonl``).
     """
-    if resume:
-        last = Path(out_dir) / "last.ckpt"
-        if last.exists():  # fail on a foreign checkpoint before loading any data
-            check_architecture(load_checkpoint(last), config, last)
-        if not Path(config.data).exists() and Path(out_dir).is_dir():
-            # --data was given relative to the folder the run started in: find it from here.
-            config = dataclasses.replace(config, data=recorded_data(Path(out_dir), config.data))
-    return Trainer(config, out_dir, **kwargs).fit(resume=resume, allow_changes=allow_changes)
+    dist = kwargs.pop("dist", None) or Distributed.from_env()
+    saver = CheckpointSaver(
+        Path(out_dir), checkpoint_every=config.checkpoint_every, writes=dist.is_main
+    )
+    with saver.locked(resume=resume):
+        if resume:
+            last = saver.last
+            if last.exists():  # fail on a foreign checkpoint before loading any data
+                check_architecture(load_checkpoint(last), config, last)
+            if not Path(config.data).exists():
+                # --data was given relative to the folder the run started in: find it here.
+                config = dataclasses.replace(config, data=recorded_data(saver.folder, config.data))
+        trainer = Trainer(config, out_dir, dist=dist, **kwargs)
+        return trainer.fit(resume=resume, allow_changes=allow_changes)

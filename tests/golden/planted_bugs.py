@@ -26,7 +26,7 @@ def plant(bug: str) -> None:
     """Patch the package in this process so that it has ``bug``."""
     import torch
 
-    from resnet_repro import data, image_utils, runtime, schedule, train
+    from resnet_repro import data, image_utils, loader, runtime, schedule, train
 
     if bug == "flip off":
         real = image_utils.draw_crop_flip
@@ -35,7 +35,7 @@ def plant(bug: str) -> None:
             offsets, flips = real(n, generator)
             return offsets, torch.zeros_like(flips)
 
-        train.draw_crop_flip = no_flip
+        loader.draw_crop_flip = no_flip
     elif bug == "crop offsets 0-7":
         image_utils.NUM_OFFSETS = 8  # randint(0, 8): the offset 8 is never drawn
     elif bug == "BN momentum inverted":
@@ -69,8 +69,11 @@ def plant(bug: str) -> None:
 
         def split_only(self, config, *args, **kwargs):
             real_init(self, config, *args, **kwargs)
-            self.x_all, self.y_all, self.n_all = self.x_train, self.y_train, self.n_train
-            self.total_steps = schedule.total_steps(config, self.n_train, n_continue=self.n_train)
+            batches = self.loader
+            batches.x_all, batches.y_all = batches.x_train, batches.y_train
+            self.total_steps = schedule.total_steps(
+                config, batches.n_train, n_continue=batches.n_train
+            )
 
         train.Trainer.__init__ = split_only
     elif bug == "BN groups ignored":

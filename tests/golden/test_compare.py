@@ -107,14 +107,14 @@ def test_all_inside_passes(tmp_path):
 
 def test_cli_exit_status_and_outputs(crafted, tmp_path, capsys):
     table, metrics = crafted
-    out = tmp_path / "results" / "comparison"
+    out = tmp_path / "results"
     assert (
         main(["compare", "--golden", str(table), "--metrics-dir", str(metrics), "--out", str(out)])
         == 1
     )
     assert "FAILED" in capsys.readouterr().out
-    assert json.loads(out.with_suffix(".json").read_text())["ok"] is False
-    assert out.with_suffix(".md").read_text().startswith("| table |")
+    assert json.loads((out / "comparison.json").read_text())["ok"] is False
+    assert (out / "comparison.md").read_text().startswith("| table |")
 
 
 @pytest.mark.parametrize(

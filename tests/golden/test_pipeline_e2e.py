@@ -79,8 +79,8 @@ def test_fresh_clone_is_a_dvc_project(tmp_path):
     # --force: on a fresh clone DVC 3 cannot hash the inputs that no stage has made yet and
     # stops a plain --dry at the first of them (treeverse/dvc#9021); see the README.
     dry = dvc(work, "repro", "--dry", "--force")
-    assert "python -m resnet_repro fetch" in dry
-    assert f"--run {next(iter(runs))} " in dry and "python -m resnet_repro report" in dry
+    assert "python -m resnet_repro stage fetch" in dry
+    assert f"--run {next(iter(runs))} " in dry and "python -m resnet_repro stage report" in dry
     assert "Queued experiment" in dvc(work, "exp", "run", "--queue", "-S", "seeds=[1]")
     assert "Queued" in dvc(work, "queue", "status")
     dvc(work, "queue", "remove", "--all")
@@ -109,6 +109,19 @@ def test_cpu_scale_pipeline_and_a_killed_repro_continues(tmp_path):
     }
     assert "test_acc_final" in dvc(work, "metrics", "show")
     assert not (REPO / "runs").exists(), "the repository itself must stay untouched"
+    # The certificate the report stage wrote holds, checked as a reviewer would.
+    certificate = (work / "results/certificate.json").read_text()
+    assert certificate.startswith('{"status": "NOT THE OFFICIAL CIFAR-10 ARCHIVE')
+    verified = subprocess.run(
+        ["python", "-m", "resnet_repro", "verify"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=portable_env(),
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    cells = len(json.loads(certificate)["cells"])
+    assert verified.stdout.count("ok   cpu.yaml:") == cells > 0
 
     assert repro(work) == []
 
@@ -152,7 +165,7 @@ def test_cpu_scale_pipeline_and_a_killed_repro_continues(tmp_path):
 
 @pytest.mark.slow
 def test_train_runs_shares_the_machine_and_dvc_records_them(tmp_path):
-    """`resnet-repro train-runs --jobs 2` trains two runs at once through the stages' own
+    """`resnet-repro stage train-many --jobs 2` trains two runs at once through the stages' own
     command; `dvc commit` records them, so DVC sees those stages as done, and the weights equal
     a one-at-a-time run's, bitwise."""
     work = tmp_path / "jobs"
@@ -161,7 +174,7 @@ def test_train_runs_shares_the_machine_and_dvc_records_them(tmp_path):
     dvc(work, "repro", "fetch")
     runs = ["seed-v1-n1", "paper-v1-n1"]
     out = subprocess.run(
-        ["python", "-m", "resnet_repro", "train-runs", "--jobs", "2", "--runs", *runs],
+        ["python", "-m", "resnet_repro", "stage", "train-many", "--jobs", "2", "--runs", *runs],
         cwd=work,
         capture_output=True,
         text=True,

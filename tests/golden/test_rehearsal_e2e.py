@@ -67,6 +67,9 @@ def test_rehearsal_runs_every_path_of_the_committed_study(tmp_path):
 
     report = (work / "results/report/report.md").read_text()
     assert report.startswith("# Reproduction report: REHEARSAL")
+    certificate = (work / "results/certificate.json").read_text()
+    assert certificate.startswith('{"status": "REHEARSAL')
+    assert "results/certificate.json: every cell holds" in done.stdout  # verify ran
     assert "REHEARSAL" in (work / "results/comparison.md").read_text().splitlines()[0]
     shown = subprocess.run(
         ["dvc", "metrics", "show"], cwd=work, capture_output=True, text=True, env=os.environ

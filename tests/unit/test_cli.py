@@ -81,7 +81,7 @@ def trained_run(fake_archive, tmp_path_factory):
         valid_fraction=0.2,
         device="cpu",
     )
-    train(config, run, echo=False)
+    train(config, run)
     return run
 
 
@@ -116,11 +116,7 @@ BAD_INPUTS = [
         "train --out {tmp}/r --data {archive} --device cpu --cuda-graph",
         "cuda_graph needs a CUDA device, but this run's device is cpu",
     ),
-    (
-        "train --grid params.yaml --run paper-v1-n3 --out {tmp}/g --lr 0.5",
-        "--grid takes every setting from params.yaml; --lr cannot be given with it",
-    ),
-    ("train --grid params.yaml --run nope --out {tmp}/g", "no run 'nope'"),
+    ("stage train --params params.yaml --run nope --out {tmp}/g", "no run 'nope'"),
     ("evaluate --run {run} --checkpoints a:b", "expected START:STOP:STEP"),
     ("evaluate --run {run} --checkpoints 7", "no checkpoint model-7.ckpt (found: model-1.ckpt)"),
     ("predict --checkpoint {archive} {archive}", "not a readable checkpoint (it holds something"),
@@ -144,7 +140,7 @@ BAD_INPUTS = [
         "already holds files (run); a new run needs an empty or new folder",
     ),
     ("fetch --dest {archive} --archive {archive}", "--dest is a file; name a folder"),
-    ("cpu-pipeline --repo {tmp} --workdir {tmp}/w", "cannot git clone"),
+    ("dev cpu-pipeline --repo {tmp} --workdir {tmp}/w", "cannot git clone"),
     ("train --out /proc/resnet-repro --data {archive} --valid-fraction 0.2", "cannot write"),
     ("evaluate --run {run} --checkpoints 5:1:1", "5:1:1 names no epoch (START 5 is after STOP 1)"),
     (
@@ -209,7 +205,7 @@ def test_resuming_a_finished_run_says_so_and_records_nothing(trained_run, capsys
 def test_fake_archive_sizes_must_be_positive(tmp_path, capsys):
     for option in ("--train-per-batch", "--test-size"):
         with pytest.raises(SystemExit) as exit_:
-            main(["fake-archive", str(tmp_path / "a.tar.gz"), option, "0"])
+            main(["dev", "fake-archive", str(tmp_path / "a.tar.gz"), option, "0"])
         assert exit_.value.code == 2
         assert "must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "a.tar.gz").exists()

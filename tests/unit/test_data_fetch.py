@@ -253,7 +253,7 @@ def test_a_second_fetch_into_the_same_folder_waits_for_the_first(fake_archive, t
     fcntl.flock(fd, fcntl.LOCK_EX)  # a first fetch, in progress
     cmd = [sys.executable, "-m", "resnet_repro", "fetch", "--dest", str(dest)]
     second = subprocess.Popen(
-        [*cmd, "--archive", str(archive), "--md5", md5], stderr=subprocess.PIPE, text=True
+        [*cmd, "--archive", str(archive), "--md5", md5], stdout=subprocess.PIPE, text=True
     )
     # Wait for the second to say it is waiting (however long a loaded machine takes to start
     # it), never for a fixed time.
@@ -262,8 +262,8 @@ def test_a_second_fetch_into_the_same_folder_waits_for_the_first(fake_archive, t
     while "waiting for it to finish" not in said:
         assert second.poll() is None, f"the second fetch ended instead of waiting: {said}"
         assert time.monotonic() < deadline, f"the second fetch never waited: {said}"
-        if select.select([second.stderr], [], [], 1.0)[0]:
-            said += second.stderr.readline()
+        if select.select([second.stdout], [], [], 1.0)[0]:
+            said += second.stdout.readline()
     assert not (dest / BATCH_DIR).exists()  # it waits, having written nothing
     os.close(fd)  # the first one ends
     assert second.wait(timeout=300) == 0 and (dest / BATCH_DIR).is_dir()

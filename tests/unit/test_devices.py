@@ -64,8 +64,8 @@ def cli_args(archive, device, out, *extra):
 
 
 def test_same_config_twice_is_bitwise_equal(archive, tmp_path, device):
-    train(config(archive, device), tmp_path / "a", echo=False)
-    train(config(archive, device), tmp_path / "b", echo=False)
+    train(config(archive, device), tmp_path / "a")
+    train(config(archive, device), tmp_path / "b")
     assert weights_digest(tmp_path / "a/last.ckpt") == weights_digest(tmp_path / "b/last.ckpt")
     assert load_checkpoint(tmp_path / "a/last.ckpt")["device_type"] == device
 
@@ -101,15 +101,15 @@ def test_fast_path_trains_an_epoch_with_a_finite_falling_loss(archive, tmp_path,
         compile=True,
         deterministic=False,
     )
-    history = train(fast, tmp_path, echo=False)
+    history = train(fast, tmp_path)
     losses = [h["train_loss"] for h in history]
     assert all(np.isfinite(losses)) and losses[1] < losses[0], losses
 
 
 def test_checkpoint_evaluates_and_predicts_on_cpu(archive, tmp_path, device):
-    history = train(config(archive, device, epochs=2), tmp_path / "run", echo=False)
-    on_cpu = evaluate_run(tmp_path / "run", [2], split="valid", device="cpu", echo=False)
-    on_device = evaluate_run(tmp_path / "run", [2], split="valid", device=device, echo=False)
+    history = train(config(archive, device, epochs=2), tmp_path / "run")
+    on_cpu = evaluate_run(tmp_path / "run", [2], split="valid", device="cpu")
+    on_device = evaluate_run(tmp_path / "run", [2], split="valid", device=device)
     # Different arithmetic on different devices: a few images may flip, no more.
     images = on_cpu["images"]
     assert abs(on_cpu["results"]["2"]["accuracy"] - history[1]["valid_acc"]) <= 3 / images
@@ -175,7 +175,7 @@ def test_compile_mode_reaches_torch_compile(archive, tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(torch, "compile", lambda module, **kw: seen.append(kw) or module)
     fast = config(archive, "cpu", epochs=1, compile=True, compile_mode="reduce-overhead")
-    Trainer(fast, tmp_path, echo=False)
+    Trainer(fast, tmp_path)
     assert seen == [{"dynamic": False, "mode": "reduce-overhead"}] * 2  # evaluation, training
 
 
@@ -186,7 +186,7 @@ def test_one_compilation_for_training_and_one_for_evaluation(archive, tmp_path, 
     torch._dynamo.reset()
     counters.clear()
     c = config(archive, device, epochs=2, compile=True, eval_batch_size=25)
-    train(c, tmp_path / "run", echo=False)
+    train(c, tmp_path / "run")
     assert counters["stats"]["unique_graphs"] == 2
 
 
@@ -200,8 +200,8 @@ def test_cuda_graphs_train_like_eager(archive, tmp_path):
     graphs = config(
         archive, "cuda", epochs=2, deterministic=False, compile=True, compile_mode="reduce-overhead"
     )
-    train(eager, tmp_path / "eager", echo=False)
-    train(graphs, tmp_path / "graphs", echo=False)
+    train(eager, tmp_path / "eager")
+    train(graphs, tmp_path / "graphs")
     a = load_checkpoint(tmp_path / "eager/last.ckpt")["model"]
     b = load_checkpoint(tmp_path / "graphs/last.ckpt")["model"]
     for name in a:

@@ -66,7 +66,7 @@ def _rank_main(rank, port, archive, out, results):
     torch.set_num_threads(1)
     torch_dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     config = tiny_config(archive)
-    trainer = Trainer(config, out, echo=False, progress=False, dist=Distributed(rank, WORLD, rank))
+    trainer = Trainer(config, out, progress=False, dist=Distributed(rank, WORLD, rank))
     mismatches = []
 
     def compare_ranks(optimizer, args, kwargs):
@@ -89,20 +89,23 @@ def _rank_main(rank, port, archive, out, results):
 def single_process_reference(config, out, steps):
     """One process, the same global batches and draws, each batch's gradient accumulated
     over the ranks' slices (what DDP computes with per-rank BN)."""
-    ref = Trainer(config, out, echo=False, progress=False, dist=Distributed())
+    ref = Trainer(config, out, progress=False, dist=Distributed())
     ref.model.train()
-    order = torch.randperm(ref.n_train, generator=ref.order_gen)
+    loader = ref.loader
+    order = torch.randperm(loader.n_train, generator=loader.order_gen)
     bs = config.batch_size
     for b in range(steps):
         batch = order[b * bs : (b + 1) * bs]
-        offsets, flips = draw_crop_flip(len(batch), ref.augment_gen)
+        offsets, flips = draw_crop_flip(len(batch), loader.augment_gen)
         set_lr(ref.optimizer, get_lr(config, b, ref.total_steps))
         ref.optimizer.zero_grad()
         for rank in range(WORLD):
             shard = Distributed(rank, WORLD).shard(len(batch))
             idx = batch[shard]
-            x = ref.normalize(crop_flip_unchecked(ref.x_train[idx], offsets[shard], flips[shard]))
-            loss = ref.loss_fn(ref.model(x), ref.y_train[idx]) * (len(idx) / len(batch))
+            x = loader.normalize(
+                crop_flip_unchecked(loader.x_train[idx], offsets[shard], flips[shard])
+            )
+            loss = ref.loss_fn(ref.model(x), loader.y_train[idx]) * (len(idx) / len(batch))
             loss.backward()
         ref.optimizer.step()
     return ref
@@ -133,7 +136,7 @@ def _rank_fit(rank, port, archive, out, overrides):
     torch.set_num_threads(1)
     torch_dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     config = tiny_config(archive, **overrides)
-    Trainer(config, out, echo=False, progress=False, dist=Distributed(rank, WORLD, rank)).fit()
+    Trainer(config, out, progress=False, dist=Distributed(rank, WORLD, rank)).fit()
     torch_dist.destroy_process_group()
 
 
@@ -148,13 +151,11 @@ def test_a_bn_group_is_the_same_images_on_one_process_and_on_two(archive, tmp_pa
     a group taken as a share per process (2 groups on each rank, of 8) fails this."""
     mp.spawn(_rank_fit, args=(free_port(), archive, tmp_path / "two", GROUPED), nprocs=WORLD)
     config = tiny_config(archive, **GROUPED)
-    one = Trainer(config, tmp_path / "one", echo=False, progress=False, dist=Distributed())
+    one = Trainer(config, tmp_path / "one", progress=False, dist=Distributed())
     assert one.bn_groups(32) == 2
     one.fit()
     two = load_checkpoint(tmp_path / "two" / "last.ckpt")["model"]
-    ungrouped = Trainer(
-        tiny_config(archive, batch_size=32), tmp_path / "plain", echo=False, progress=False
-    )
+    ungrouped = Trainer(tiny_config(archive, batch_size=32), tmp_path / "plain", progress=False)
     ungrouped.fit()
     # The weights; not the BN running statistics, which rank 0 moves by its own group only
     # and one process by both groups in turn (evaluation uses them, training does not).
@@ -167,7 +168,7 @@ def test_a_bn_group_is_the_same_images_on_one_process_and_on_two(archive, tmp_pa
 def test_a_bn_group_larger_than_each_process_share_is_refused(archive, tmp_path):
     config = tiny_config(archive, batch_size=32, bn_group_images=32)
     with pytest.raises(ConfigError, match=r"^bn_group_images 32: 2 processes share batch_size "):
-        Trainer(config, tmp_path / "r", echo=False, progress=False, dist=Distributed(0, 2, 0))
+        Trainer(config, tmp_path / "r", progress=False, dist=Distributed(0, 2, 0))
     with pytest.raises(ConfigError, match=r"^sync_bn normalizes over all ranks' batch_size imag"):
         tiny_config(archive, batch_size=32, bn_group_images=16, sync_bn=True)
     # sync_bn with the whole batch (bn_group_images 0) is what it always was.

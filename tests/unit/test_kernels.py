@@ -29,7 +29,7 @@ config = make_config(
     sys.argv[1], version=int(sys.argv[2]), resnet_size=1, data=sys.argv[3], epochs=2,
     batch_size=40, valid_fraction=0.2, device="cpu",
 )
-trainer = Trainer(config, tempfile.mkdtemp(), echo=False)
+trainer = Trainer(config, tempfile.mkdtemp())
 trainer.fit()
 weights = b"".join(v.numpy().tobytes() for v in trainer.model.state_dict().values())
 print(json.dumps({

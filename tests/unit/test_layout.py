@@ -25,9 +25,9 @@ LAYERS = [
         "step_graph",
         "optim",
     },
-    {"evaluate", "pack"},  # metrics
+    {"evaluate", "pack", "loader", "saver"},  # metrics; the loop's data and its folder
     {"train"},  # the engine
-    {"pipeline"},  # the study's stages
+    {"pipeline", "certificate"},  # the study's stages; its certificate
     {"report", "projection", "rehearsal"},
     {"cli"},
     {"__main__"},

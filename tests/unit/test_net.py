@@ -65,16 +65,16 @@ def test_stride_two_only_in_first_block_of_stacks_2_and_3(version):
 
 def test_v1_projections_only_where_shape_changes():
     net = ResNet(1, 3)
-    has_proj = [[b.projection_shortcut is not None for b in s] for s in net.stacks]
+    has_proj = [[b.shortcut is not None for b in s] for s in net.stacks]
     assert has_proj == [[False] * 3, [True, False, False], [True, False, False]]
-    proj = net.stacks[1][0].projection_shortcut
+    proj = net.stacks[1][0].shortcut
     assert isinstance(proj[0], nn.Conv2d) and proj[0].kernel_size == (1, 1)
     assert proj[0].stride == (2, 2) and isinstance(proj[1], nn.BatchNorm2d)
 
 
 def test_v2_projection_in_every_first_block_on_preactivated_input():
     net = ResNet(2, 2)
-    has_proj = [[b.projection_shortcut is not None for b in s] for s in net.stacks]
+    has_proj = [[b.shortcut is not None for b in s] for s in net.stacks]
     # Stack 1 widens 16 -> 64, so its first block needs a projection too.
     assert has_proj == [[True, False]] * 3
     block = net.stacks[0][0]
@@ -82,7 +82,7 @@ def test_v2_projection_in_every_first_block_on_preactivated_input():
     block.eval()
     preact = block.bn_relu1(x)
     main = block.conv3(block.bn_relu3(block.conv2(block.bn_relu2(block.conv1(preact)))))
-    torch.testing.assert_close(block(x), main + block.projection_shortcut(preact))
+    torch.testing.assert_close(block(x), main + block.shortcut(preact))
 
 
 def test_v2_has_final_bn_relu_and_v1_does_not():
@@ -210,7 +210,7 @@ def test_option_a_shortcut_is_strided_identity_with_zero_channels():
     assert out.shape == (2, 32, 4, 4)
     assert torch.equal(out[:, :16], x[:, :, ::2, ::2]) and not out[:, 16:].any()
     block = StandardBlock(16, 32, stride=2, shortcut="A")
-    assert isinstance(block.projection_shortcut, PaddedIdentity)
+    assert isinstance(block.shortcut, PaddedIdentity)
     assert (
         count_parameters(block) == count_parameters(StandardBlock(16, 32, stride=2)) - 16 * 32 - 64
     )
@@ -239,7 +239,7 @@ def test_v2_projection_bn_adds_a_bn_after_each_projection():
     convolution. Three projections (16->64, 64->128, 128->256) add 2 x 448 parameters."""
     bare, with_bn = ResNet(2, 18), ResNet(2, 18, v2_projection_bn=True, bn_momentum=0.3)
     assert count_parameters(with_bn) - count_parameters(bare) == 896
-    shortcuts = [m.projection_shortcut for m in with_bn.modules() if isinstance(m, BottleneckBlock)]
+    shortcuts = [m.shortcut for m in with_bn.modules() if isinstance(m, BottleneckBlock)]
     projections = [m for m in shortcuts if m is not None]
     assert len(projections) == 3
     for m in projections:
@@ -247,7 +247,7 @@ def test_v2_projection_bn_adds_a_bn_after_each_projection():
         assert m[1].momentum == 0.3
     assert all(
         isinstance(m, nn.Conv2d)
-        for m in (b.projection_shortcut for b in bare.modules() if isinstance(b, BottleneckBlock))
+        for m in (b.shortcut for b in bare.modules() if isinstance(b, BottleneckBlock))
         if m is not None
     )
     assert with_bn(torch.randn(2, 3, 32, 32)).shape == (2, 10)

@@ -57,7 +57,7 @@ def test_same_seed_same_bytes_other_seed_other_split(tmp_path):
 
 def test_cli_prints_counts_and_md5(tmp_path, capsys):
     image_folder(tmp_path / "imgs")
-    assert main(["pack", str(tmp_path / "imgs"), "--out", str(tmp_path / "p.tar.gz")]) == 0
+    assert main(["pack", str(tmp_path / "imgs"), str(tmp_path / "p.tar.gz")]) == 0
     out = capsys.readouterr().out
     assert "50 training and 10 test images of 10 classes; md5 " in out
 
@@ -87,7 +87,7 @@ def test_folders_that_cannot_be_packed(tmp_path, make, message):
 
 
 def test_missing_folder_and_bad_fraction(tmp_path, capsys):
-    assert main(["pack", str(tmp_path / "none"), "--out", str(tmp_path / "o.tar.gz")]) == 1
+    assert main(["pack", str(tmp_path / "none"), str(tmp_path / "o.tar.gz")]) == 1
     assert "no such folder" in capsys.readouterr().err
     image_folder(tmp_path / "imgs")
     with pytest.raises(DataError, match=r"test_fraction must be in \[0, 1\)"):

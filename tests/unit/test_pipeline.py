@@ -97,7 +97,7 @@ def test_run_metrics_and_errors(fake_archive, tmp_path):
         device="cpu",
         checkpoint_every=1,
     )
-    history = train(config, tmp_path / "run", echo=False)
+    history = train(config, tmp_path / "run")
     metrics = run_metrics(tmp_path / "run", "1:3:1", tmp_path / "out", device="cpu")
     assert metrics["valid_acc"] == {str(h["epoch"]): h["valid_acc"] for h in history}
     assert metrics["valid_acc_final"] == history[-1]["valid_acc"]
@@ -113,7 +113,7 @@ def test_run_metrics_and_errors(fake_archive, tmp_path):
         run_metrics(tmp_path / "empty", "1", tmp_path / "out", device="cpu")
 
 
-def test_cli_train_from_grid(fake_archive, tmp_path, capsys):
+def test_cli_train_from_grid(fake_archive, tmp_path):
     path = params_file(
         tmp_path,
         {
@@ -133,15 +133,14 @@ def test_cli_train_from_grid(fake_archive, tmp_path, capsys):
     path.write_text(yaml.safe_dump(params))
     params["seeds"] = [3, 4]
     path.write_text(yaml.safe_dump(params))
-    assert main(["train", "--grid", str(path), "--run", "tiny", "--out", str(tmp_path / "r")]) == 0
+    stage = ["stage", "train", "--params", str(path), "--run", "tiny", "--out", str(tmp_path / "r")]
+    assert main(stage) == 0
     assert (tmp_path / "r/seed-3/model-1.ckpt").is_file()
     assert (tmp_path / "r/seed-4/model-1.ckpt").is_file()
     metrics = run_metrics(tmp_path / "r", "1", tmp_path / "m", device="cpu")
     per_seed = [metrics["seeds"][s]["test_acc_final"] for s in ("3", "4")]
     assert metrics["test_acc_final"] == pytest.approx(sum(per_seed) / 2)
     assert metrics["test_acc_final_std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2**0.5)
-    assert main(["train", "--grid", str(path), "--out", str(tmp_path / "s")]) == 1
-    assert "--grid and --run go together" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

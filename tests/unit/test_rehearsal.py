@@ -82,6 +82,7 @@ def test_a_run_without_validation_is_evaluated_and_reported(fake_archive, tmp_pa
     assert (
         main(
             [
+                "stage",
                 "evaluate",
                 "--run",
                 str(run),
@@ -126,7 +127,7 @@ def test_a_run_without_validation_is_evaluated_and_reported(fake_archive, tmp_pa
             }
         )
     )
-    comparison = tmp_path / "results" / "comparison"
+    comparison = tmp_path / "results"
     compare = [
         "compare",
         "--golden",
@@ -137,7 +138,7 @@ def test_a_run_without_validation_is_evaluated_and_reported(fake_archive, tmp_pa
         str(comparison),
     ]
     assert main(compare) == 1  # a user's compare fails on a failing cell
-    assert main([*compare, "--exit-zero"]) == 0  # the pipeline's records it and goes on
+    assert main(["stage", *compare]) == 0  # the pipeline's records it and goes on
     params = tmp_path / "params.yaml"
     params.write_text(
         yaml.safe_dump(
@@ -156,15 +157,20 @@ def test_a_run_without_validation_is_evaluated_and_reported(fake_archive, tmp_pa
     assert (
         main(
             [
+                "stage",
                 "report",
                 "--params",
                 str(params),
                 "--metrics-dir",
                 str(metrics_dir),
                 "--comparison",
-                f"{comparison}.json",
+                str(comparison / "comparison.json"),
                 "--out",
                 str(tmp_path / "report"),
+                "--runs-dir",
+                str(tmp_path),
+                "--certificate",
+                str(tmp_path / "certificate.json"),
             ]
         )
         == 0
@@ -183,6 +189,11 @@ def rehearsal_outputs(work: Path, cell: str) -> None:
     (work / "results/report/report.md").write_text(
         f"# Reproduction report: REHEARSAL\n\n| v1 | {cell} / 0.9125 |\n"
     )
+    seed = {"value": 0.1, "checkpoint": "runs/r/seed-0/model-1.ckpt", "sha256": "ab12"}
+    cells = [{"cell": "t.yaml:r:test_acc_final", "seeds": {"0": seed}}]
+    (work / "results/certificate.json").write_text(
+        '{"status": "REHEARSAL (amounts shrunk)",\n"cells": ' + json.dumps(cells) + "}\n"
+    )
 
 
 @pytest.mark.parametrize("cell", ["None", "nan", "missing", "0.12"])
@@ -196,6 +207,19 @@ def test_check_rehearsal_passes_a_complete_one_and_names_a_missing_run(tmp_path)
     assert check_rehearsal(tmp_path) == []
     (tmp_path / "results/runs/r/metrics.json").unlink()
     assert check_rehearsal(tmp_path) == ["r: no metrics.json"]
+
+
+def test_check_rehearsal_names_a_certificate_cell_without_its_checkpoint(tmp_path):
+    rehearsal_outputs(tmp_path, "0.1000")
+    path = tmp_path / "results/certificate.json"
+    certificate = json.loads(path.read_text())
+    del certificate["cells"][0]["seeds"]["0"]["sha256"]
+    path.write_text(json.dumps(certificate))
+    assert check_rehearsal(tmp_path) == [
+        "certificate.json: t.yaml:r:test_acc_final lacks a seed's value or checkpoint"
+    ]
+    path.unlink()
+    assert check_rehearsal(tmp_path) == ["no results/certificate.json"]
 
 
 def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_path):

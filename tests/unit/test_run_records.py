@@ -32,17 +32,16 @@ def test_resume_with_another_experiment_is_refused_then_recorded_when_allowed(
     fake_archive, tmp_path
 ):
     run = tmp_path / "run"
-    train(tiny_config(fake_archive, epochs=1), run, echo=False)
+    train(tiny_config(fake_archive, epochs=1), run)
     before = (run / "last.ckpt").read_bytes()
     with pytest.raises(CheckpointError, match=r"would change the experiment: lr 0.05 -> 0.5"):
-        train(tiny_config(fake_archive, epochs=2, lr=0.5), run, resume=True, echo=False)
+        train(tiny_config(fake_archive, epochs=2, lr=0.5), run, resume=True)
     assert (run / "last.ckpt").read_bytes() == before
     train(
         tiny_config(fake_archive, epochs=2, lr=0.5),
         run,
         resume=True,
         allow_changes=True,
-        echo=False,
     )
     segments = json.loads((run / "provenance.json").read_text())["segments"]
     assert [s["from_epoch"] for s in segments] == [0, 1]
@@ -54,11 +53,11 @@ def test_resume_into_a_folder_without_checkpoint_says_so(fake_archive, tmp_path)
     from resnet_repro.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"typo does not exist; check the --out folder"):
-        train(tiny_config(fake_archive), tmp_path / "typo", resume=True, echo=False)
+        train(tiny_config(fake_archive), tmp_path / "typo", resume=True)
     assert not (tmp_path / "typo").exists()
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"last.ckpt does not exist; check the --out folder"):
-        train(tiny_config(fake_archive), tmp_path / "empty", resume=True, echo=False)
+        train(tiny_config(fake_archive), tmp_path / "empty", resume=True)
 
 
 def test_code_version_of_a_copy_inside_another_repository_is_unknown(tmp_path):
@@ -98,7 +97,7 @@ def test_a_torn_last_history_line_is_dropped_a_damaged_middle_one_named(tmp_path
 
 def test_pixel_mean_is_the_training_images_mean_and_travels_with_the_run(fake_archive, tmp_path):
     config = tiny_config(fake_archive, epochs=1, normalization="pixel_mean")
-    history = train(config, tmp_path / "run", echo=False)
+    history = train(config, tmp_path / "run")
     state = load_checkpoint(tmp_path / "run/model-1.ckpt")
     normalize = Normalization.from_state(state["normalization"])
     from resnet_repro.data import load_splits
@@ -109,7 +108,7 @@ def test_pixel_mean_is_the_training_images_mean_and_travels_with_the_run(fake_ar
     images = torch.from_numpy(np.array(splits.x_train)).view(-1, 3, 32, 32)
     assert normalize(images).double().mean(0).abs().max() < 1e-5  # centred per pixel
     # Evaluation applies the stored transform: the validation accuracy training measured.
-    report = evaluate_run(tmp_path / "run", [1], split="valid", device="cpu", echo=False)
+    report = evaluate_run(tmp_path / "run", [1], split="valid", device="cpu")
     assert report["results"]["1"]["accuracy"] == history[-1]["valid_acc"]
 
 
@@ -127,12 +126,12 @@ def test_evaluate_from_another_folder_finds_data_given_relative_to_training(
     (train_dir / "data").mkdir(parents=True)
     shutil.copy(fake_archive, train_dir / "data/c.tar.gz")
     monkeypatch.chdir(train_dir)
-    train(tiny_config("data/c.tar.gz", epochs=1), train_dir / "run", echo=False)
+    train(tiny_config("data/c.tar.gz", epochs=1), train_dir / "run")
     monkeypatch.chdir(tmp_path)
-    report = evaluate_run(train_dir / "run", [1], split="test", device="cpu", echo=False)
+    report = evaluate_run(train_dir / "run", [1], split="test", device="cpu")
     assert report["images"] == 40
     (train_dir / "data/c.tar.gz").unlink()
     from resnet_repro.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"data 'data/c.tar.gz' is not found .* pass --data"):
-        evaluate_run(train_dir / "run", [1], split="test", device="cpu", echo=False)
+        evaluate_run(train_dir / "run", [1], split="test", device="cpu")

@@ -123,10 +123,8 @@ def test_graph_path_trains_like_the_eager_path(archive, tmp_path, graphs, recipe
     over 100 steps the weights drift apart by rounding; the losses must not (within 1%).
     Measured here on the CPU: SGD bitwise equal for 8 steps, 6% apart after 100, losses within
     0.4%; Adam 1.5e-7 after 1 step, losses within 0.1% (`python .ci/graph_drift.py`)."""
-    eager = Trainer(config(archive, graphs, recipe), tmp_path / "eager", echo=False)
-    graph = Trainer(
-        config(archive, graphs, recipe, cuda_graph=True), tmp_path / "graph", echo=False
-    )
+    eager = Trainer(config(archive, graphs, recipe), tmp_path / "eager")
+    graph = Trainer(config(archive, graphs, recipe, cuda_graph=True), tmp_path / "graph")
     # On CUDA, only deterministic kernels make the first steps comparable this closely.
     with deterministic_kernels(graphs == "cuda"):
         eager.train_epoch(1, close_steps)
@@ -144,9 +142,9 @@ def test_graph_run_resumed_is_bitwise_equal_to_an_uninterrupted_one(archive, tmp
     tensor, at a point where the uninterrupted run was replaying: on CUDA this also shows
     that replays compute bitwise what the eager steps compute."""
     whole = config(archive, graphs, cuda_graph=True)
-    history = train(whole, tmp_path / "whole", echo=False)
-    train(config(archive, graphs, cuda_graph=True, epochs=1), tmp_path / "cut", echo=False)
-    resumed = train(whole, tmp_path / "cut", resume=True, echo=False)
+    history = train(whole, tmp_path / "whole")
+    train(config(archive, graphs, cuda_graph=True, epochs=1), tmp_path / "cut")
+    resumed = train(whole, tmp_path / "cut", resume=True)
     whole_weights = weights_digest(tmp_path / "whole/last.ckpt")
     assert weights_digest(tmp_path / "cut/last.ckpt") == whole_weights
     assert [h["train_loss"] for h in resumed] == [h["train_loss"] for h in history]
@@ -159,7 +157,7 @@ def test_graph_run_resumed_is_bitwise_equal_to_an_uninterrupted_one(archive, tmp
 
 def test_graph_path_with_bf16_and_channels_last_learns(archive, tmp_path, graphs):
     fast = config(archive, graphs, cuda_graph=True, precision="bf16", channels_last=True, lr=0.05)
-    history = train(fast, tmp_path / "fast", echo=False)
+    history = train(fast, tmp_path / "fast")
     losses = [h["train_loss"] for h in history]
     assert all(map(torch.isfinite, torch.tensor(losses)))
     assert losses[-1] < losses[0], losses
@@ -172,7 +170,7 @@ def test_cuda_graph_needs_a_cuda_device(fake_archive, tmp_path):
         "or run on a GPU"
     )
     with pytest.raises(ConfigError) as refused:
-        Trainer(c, tmp_path, echo=False)
+        Trainer(c, tmp_path)
     assert str(refused.value) == expected
 
 
@@ -180,7 +178,7 @@ def test_cuda_graph_runs_in_one_process(fake_archive, tmp_path):
     c = make_config("paper", data=str(fake_archive), device="cpu", cuda_graph=True)
     two_ranks = Distributed(rank=0, world_size=2, local_rank=0)
     with pytest.raises(ConfigError, match="one process, not in 2 torchrun ranks"):
-        Trainer(c, tmp_path, echo=False, dist=two_ranks)
+        Trainer(c, tmp_path, dist=two_ranks)
 
 
 def test_cuda_graph_and_reduce_overhead_are_refused_together():
@@ -193,9 +191,9 @@ def test_lr_stays_one_device_tensor_filled_in_place(archive, tmp_path, graphs):
     group's lr in one tensor on the device that set_lr fills before every step, never a float (a
     graph would keep the value it captured) nor a new tensor."""
     whole = config(archive, graphs, cuda_graph=True, epochs=1)
-    train(whole, tmp_path / "run", echo=False)
+    train(whole, tmp_path / "run")
     for resume in (False, True):
-        trainer = Trainer(config(archive, graphs, cuda_graph=True), tmp_path / "t", echo=False)
+        trainer = Trainer(config(archive, graphs, cuda_graph=True), tmp_path / "t")
         if resume:
             trainer.restore(tmp_path / "run/last.ckpt")
         lr = trainer.optimizer.param_groups[0]["lr"]
@@ -219,7 +217,7 @@ def test_graph_path_validates_like_the_eager_path_on_real_images(
     runs = {}
     for name, graph in (("eager", False), ("graph", True)):
         c = real_subset_config(device=graphs, cuda_graph=graph)
-        runs[name] = [h["valid_acc"] for h in train(c, tmp_path / name, echo=False)]
+        runs[name] = [h["valid_acc"] for h in train(c, tmp_path / name)]
     for epoch, (eager, graph) in enumerate(zip(runs["eager"], runs["graph"], strict=True), 1):
         assert abs(graph - eager) <= 0.05, f"epoch {epoch}: {runs}"
     assert runs["graph"][-1] >= 0.35

@@ -1,6 +1,7 @@
 """The training engine: determinism, resume after SIGKILL, atomic checkpoints, faults."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_repro import train as train_module
+from resnet_repro import saver as saver_module
 from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import (
     CheckpointError,
@@ -45,25 +46,26 @@ def tiny_config(data, **overrides):
 
 def test_same_config_twice_gives_identical_weights(fake_archive, tmp_path):
     config = tiny_config(fake_archive)
-    train(config, tmp_path / "a", echo=False)
-    train(config, tmp_path / "b", echo=False)
+    train(config, tmp_path / "a")
+    train(config, tmp_path / "b")
     assert weights_digest(tmp_path / "a/last.ckpt") == weights_digest(tmp_path / "b/last.ckpt")
-    train(tiny_config(fake_archive, seed=1), tmp_path / "c", echo=False)
+    train(tiny_config(fake_archive, seed=1), tmp_path / "c")
     assert weights_digest(tmp_path / "a/last.ckpt") != weights_digest(tmp_path / "c/last.ckpt")
 
 
 def test_global_rng_is_not_used(fake_archive, tmp_path):
     config = tiny_config(fake_archive, epochs=1)
     torch.manual_seed(0)
-    train(config, tmp_path / "a", echo=False)
+    train(config, tmp_path / "a")
     torch.manual_seed(123)
-    train(config, tmp_path / "b", echo=False)
+    train(config, tmp_path / "b")
     assert weights_digest(tmp_path / "a/last.ckpt") == weights_digest(tmp_path / "b/last.ckpt")
 
 
-def test_run_directory_contents_and_seed_lines(fake_archive, tmp_path, capsys):
+def test_run_directory_contents_and_seed_lines(fake_archive, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="resnet_repro.train")
     history = train(tiny_config(fake_archive, epochs=3, checkpoint_every=2), tmp_path)
-    out = capsys.readouterr().out
+    out = "\n".join(caplog.messages)
     assert "### Training... ###" in out and "Checkpoint has been created." in out
     assert [line.split()[:2] for line in out.splitlines() if line.startswith("Epoch")] == [
         ["Epoch", "1"],
@@ -105,20 +107,20 @@ def test_run_directory_contents_and_seed_lines(fake_archive, tmp_path, capsys):
 
 def test_tiny_run_learns_clearly_above_chance(tmp_path):
     archive = write_fake_cifar10(tmp_path / "f.tar.gz", train_per_batch=200, test_size=200, seed=0)
-    history = train(tiny_config(archive, epochs=4), tmp_path / "run", echo=False)
+    history = train(tiny_config(archive, epochs=4), tmp_path / "run")
     assert history[-1]["valid_acc"] > 0.5  # chance is 0.1
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
 def test_evaluate_reproduces_the_training_loop_accuracy(fake_archive, tmp_path, capsys):
-    history = train(tiny_config(fake_archive, epochs=2), tmp_path, echo=False)
+    history = train(tiny_config(fake_archive, epochs=2), tmp_path)
     report = evaluate_run(tmp_path, [1, 2], split="valid", device="cpu")
     out = capsys.readouterr().out
     assert f"Restored model parameters from {tmp_path / 'model-2.ckpt'}" in out
     assert f"Test accuracy: {history[1]['valid_acc']:.4f}" in out
     for h in history:
         assert report["results"][str(h["epoch"])]["accuracy"] == h["valid_acc"]
-    test = evaluate_run(tmp_path, [2], split="test", device="cpu", echo=False)
+    test = evaluate_run(tmp_path, [2], split="test", device="cpu")
     assert test["images"] == 40
     assert json.loads((tmp_path / "eval-test.json").read_text()) == test
 
@@ -185,23 +187,23 @@ def test_kill_between_epoch_checkpoint_and_last_loses_no_checkpoint(
     """A kill after model-2.ckpt and before last.ckpt: the resume redoes epoch 2, and every
     epoch's checkpoint exists at the end, equal to an uninterrupted run's."""
     config = tiny_config(fake_archive, epochs=3, checkpoint_every=1)
-    train(config, tmp_path / "whole", echo=False)
-    real_save = train_module.save_checkpoint
+    train(config, tmp_path / "whole")
+    real_save = saver_module.save_checkpoint
 
     def killed_before_last(path, state):
         if path.name == "last.ckpt" and state["epoch"] == 2:
             raise KeyboardInterrupt("killed between model-2.ckpt and last.ckpt")
         real_save(path, state)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", killed_before_last)
+    monkeypatch.setattr(saver_module, "save_checkpoint", killed_before_last)
     with pytest.raises(
         TrainingInterrupted, match=r"holds a checkpoint of epoch 2: rerun with --res"
     ):
-        train(config, tmp_path / "part", echo=False)
+        train(config, tmp_path / "part")
     assert load_checkpoint(tmp_path / "part/last.ckpt")["epoch"] == 1
     assert (tmp_path / "part/model-2.ckpt").is_file()
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
-    train(config, tmp_path / "part", resume=True, echo=False)
+    monkeypatch.setattr(saver_module, "save_checkpoint", real_save)
+    train(config, tmp_path / "part", resume=True)
     for name in ("model-1.ckpt", "model-2.ckpt", "model-3.ckpt", "last.ckpt"):
         assert weights_digest(tmp_path / "part" / name) == weights_digest(tmp_path / "whole" / name)
 
@@ -210,21 +212,21 @@ def test_kill_before_the_first_last_ckpt_resumes_from_model_1(fake_archive, tmp_
     """A kill after model-1.ckpt and before the first last.ckpt: --resume continues from
     model-1.ckpt instead of refusing a folder it also refuses to overwrite."""
     config = tiny_config(fake_archive, epochs=3, checkpoint_every=1)
-    train(config, tmp_path / "whole", echo=False)
-    real_save = train_module.save_checkpoint
+    train(config, tmp_path / "whole")
+    real_save = saver_module.save_checkpoint
 
     def killed_before_last(path, state):
         if path.name == "last.ckpt":
             raise KeyboardInterrupt("killed between model-1.ckpt and last.ckpt")
         real_save(path, state)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", killed_before_last)
+    monkeypatch.setattr(saver_module, "save_checkpoint", killed_before_last)
     with pytest.raises(TrainingInterrupted, match="holds a checkpoint of epoch 1: rerun with"):
-        train(config, tmp_path / "part", echo=False)
+        train(config, tmp_path / "part")
     assert (tmp_path / "part/model-1.ckpt").is_file()
     assert not (tmp_path / "part/last.ckpt").exists()
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
-    train(config, tmp_path / "part", resume=True, echo=False)
+    monkeypatch.setattr(saver_module, "save_checkpoint", real_save)
+    train(config, tmp_path / "part", resume=True)
     assert weights_digest(tmp_path / "part/last.ckpt") == weights_digest(
         tmp_path / "whole/last.ckpt"
     )
@@ -232,19 +234,19 @@ def test_kill_before_the_first_last_ckpt_resumes_from_model_1(fake_archive, tmp_
 
 def test_resume_on_another_device_type_is_refused(fake_archive, tmp_path):
     config = tiny_config(fake_archive, epochs=1)
-    train(config, tmp_path / "run", echo=False)
+    train(config, tmp_path / "run")
     state = load_checkpoint(tmp_path / "run/last.ckpt")
     assert state["device_type"] == "cpu"
     state["device_type"] = "cuda"
     torch.save(state, tmp_path / "run/last.ckpt")
     with pytest.raises(CheckpointError, match=r"written by a run on cuda, but this run is on cpu"):
-        train(tiny_config(fake_archive, epochs=2), tmp_path / "run", resume=True, echo=False)
+        train(tiny_config(fake_archive, epochs=2), tmp_path / "run", resume=True)
 
 
 def test_resume_in_process_matches_uninterrupted(fake_archive, tmp_path):
-    train(tiny_config(fake_archive, epochs=3), tmp_path / "whole", echo=False)
-    train(tiny_config(fake_archive, epochs=1), tmp_path / "part", echo=False)
-    train(tiny_config(fake_archive, epochs=3), tmp_path / "part", resume=True, echo=False)
+    train(tiny_config(fake_archive, epochs=3), tmp_path / "whole")
+    train(tiny_config(fake_archive, epochs=1), tmp_path / "part")
+    train(tiny_config(fake_archive, epochs=3), tmp_path / "part", resume=True)
     assert weights_digest(tmp_path / "part/last.ckpt") == weights_digest(
         tmp_path / "whole/last.ckpt"
     )
@@ -267,16 +269,18 @@ def seed_protocol(data, **overrides):
     return make_config("seed", **{**values, **overrides})
 
 
-def test_the_seed_protocol_continues_on_every_training_image(fake_archive, tmp_path, capsys):
+def test_the_seed_protocol_continues_on_every_training_image(fake_archive, tmp_path, caplog):
     """Skeleton main.py: model.train(x_train, y_train, 10) after the 200 epochs on x_train_new;
     the same model, optimizer state and random streams, on the validation images too."""
+    caplog.set_level(logging.INFO, logger="resnet_repro.train")
     trainer = Trainer(seed_protocol(fake_archive), tmp_path / "run", progress=False)
     history = trainer.fit()
-    n_train, n_all = trainer.n_train, trainer.n_all
+    loader = trainer.loader
+    n_train, n_all = loader.n_train, loader.n_all
     assert n_all == n_train + len(trainer.splits.y_valid) > n_train
-    assert torch.equal(trainer.x_all[:n_train], trainer.x_train)
+    assert torch.equal(loader.x_all[:n_train], loader.x_train)
     valid = torch.as_tensor(trainer.splits.x_valid)
-    assert torch.equal(trainer.x_all[n_train:].reshape(valid.shape), valid)
+    assert torch.equal(loader.x_all[n_train:].reshape(valid.shape), valid)
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     # The continued epochs are not validated: they train on the validation images.
     assert [h["valid_acc"] is None for h in history] == [False, False, True, True]
@@ -286,7 +290,7 @@ def test_the_seed_protocol_continues_on_every_training_image(fake_archive, tmp_p
     assert per_epoch[1] > per_epoch[0]
     assert trainer.global_step == 2 * per_epoch[0] + 2 * per_epoch[1]
     assert (tmp_path / "run/model-4.ckpt").is_file()
-    out = capsys.readouterr().out
+    out = "\n".join(caplog.messages)
     assert out.count("### Training... ###") == 2 and f"continued on all {n_all}" in out
 
 
@@ -294,10 +298,10 @@ def test_the_seed_protocol_continues_on_every_training_image(fake_archive, tmp_p
 def test_a_resume_in_or_before_the_continuation_is_bitwise_uninterrupted(
     fake_archive, tmp_path, stop
 ):
-    train(seed_protocol(fake_archive), tmp_path / "whole", echo=False)
+    train(seed_protocol(fake_archive), tmp_path / "whole")
     part = seed_protocol(fake_archive, continue_epochs=stop - 2)
-    train(part, tmp_path / "part", echo=False)
-    train(seed_protocol(fake_archive), tmp_path / "part", resume=True, echo=False)
+    train(part, tmp_path / "part")
+    train(seed_protocol(fake_archive), tmp_path / "part", resume=True)
     assert weights_digest(tmp_path / "part/last.ckpt") == weights_digest(
         tmp_path / "whole/last.ckpt"
     )
@@ -313,18 +317,18 @@ def test_a_run_started_with_relative_data_resumes_from_another_folder(
     (tmp_path / "here").mkdir()
     shutil.copy(fake_archive, tmp_path / "here" / "data.tar.gz")
     monkeypatch.chdir(tmp_path / "here")
-    train(tiny_config("data.tar.gz", epochs=1), "run", echo=False)
+    train(tiny_config("data.tar.gz", epochs=1), "run")
     monkeypatch.chdir(tmp_path)
     config = TrainConfig.load(tmp_path / "here/run/config.yaml")
     config.epochs = 2
-    train(config, tmp_path / "here/run", resume=True, echo=False)
+    train(config, tmp_path / "here/run", resume=True)
     segments = json.loads((tmp_path / "here/run/provenance.json").read_text())["segments"]
     assert any("data 'data.tar.gz' ->" in change for change in segments[-1]["config_changes"])
     assert load_checkpoint(tmp_path / "here/run/last.ckpt")["epoch"] == 2
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good(fake_archive, tmp_path):
-    trainer = Trainer(tiny_config(fake_archive, epochs=3), tmp_path, echo=False)
+    trainer = Trainer(tiny_config(fake_archive, epochs=3), tmp_path)
     real_loss, calls = trainer.loss_fn, []
 
     def poisoned(logits, y):
@@ -370,25 +374,25 @@ def test_batch_larger_than_data(fake_archive, tmp_path):
 
 
 def test_existing_run_is_not_overwritten(fake_archive, tmp_path):
-    train(tiny_config(fake_archive, epochs=1), tmp_path, echo=False)
+    train(tiny_config(fake_archive, epochs=1), tmp_path)
     with pytest.raises(ConfigError, match="already holds checkpoints; pass --resume"):
-        train(tiny_config(fake_archive, epochs=1), tmp_path, echo=False)
+        train(tiny_config(fake_archive, epochs=1), tmp_path)
 
 
 def test_checkpoint_of_another_architecture(fake_archive, tmp_path):
-    train(tiny_config(fake_archive, epochs=1), tmp_path, echo=False)
+    train(tiny_config(fake_archive, epochs=1), tmp_path)
     with pytest.raises(
         CheckpointError, match=r"another architecture: version 1 \(checkpoint\) vs 2"
     ):
-        train(tiny_config(fake_archive, version=2, epochs=2), tmp_path, resume=True, echo=False)
+        train(tiny_config(fake_archive, version=2, epochs=2), tmp_path, resume=True)
 
 
 def test_corrupt_checkpoint_names_the_file(fake_archive, tmp_path):
-    train(tiny_config(fake_archive, epochs=1), tmp_path, echo=False)
+    train(tiny_config(fake_archive, epochs=1), tmp_path)
     last = tmp_path / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match=r"last.ckpt: not a readable checkpoint"):
-        train(tiny_config(fake_archive, epochs=2), tmp_path, resume=True, echo=False)
+        train(tiny_config(fake_archive, epochs=2), tmp_path, resume=True)
 
 
 def test_the_optimizer_follows_the_schedule_and_history_logs_the_next_steps_lr(
@@ -397,7 +401,7 @@ def test_the_optimizer_follows_the_schedule_and_history_logs_the_next_steps_lr(
     """The lr an optimizer step uses is lr * lr_factor(step); the history's lr is read after
     the epoch's last step, so it is the lr of the next step (step = steps done so far)."""
     config = tiny_config(fake_archive, epochs=3, schedule="cosine")
-    trainer = Trainer(config, tmp_path, echo=False)
+    trainer = Trainer(config, tmp_path)
     used = []
     trainer.optimizer.register_step_pre_hook(
         lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"])
@@ -410,7 +414,7 @@ def test_the_optimizer_follows_the_schedule_and_history_logs_the_next_steps_lr(
 
 
 def test_max_iters_stops_mid_epoch(fake_archive, tmp_path):
-    history = train(tiny_config(fake_archive, epochs=5, max_iters=7), tmp_path, echo=False)
+    history = train(tiny_config(fake_archive, epochs=5, max_iters=7), tmp_path)
     assert [h["step"] for h in history] == [5, 7]
     assert (tmp_path / "model-2.ckpt").exists()
 
@@ -424,7 +428,7 @@ def test_real_subset_short_run_accuracy(real_subset_config, tmp_path):
     0.425). The bound sits 4.7 sampling standard deviations (0.016 on 1,000 images) below the
     mean, so only a real regression trips it.
     """
-    history = train(real_subset_config(), tmp_path, echo=False)
+    history = train(real_subset_config(), tmp_path)
     assert history[-1]["valid_acc"] >= REAL_SUBSET_MIN_ACCURACY
 
 
@@ -450,12 +454,15 @@ def test_a_second_process_cannot_write_a_run_folder_in_use(fake_archive, tmp_pat
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(ConfigError, match=rf"being written by another .*pid {holder.pid}\)"):
-            train(tiny_config(fake_archive), folder, echo=False)
+            train(tiny_config(fake_archive), folder)
+        # The lock is taken before the data is loaded: told at once, whatever the data.
+        with pytest.raises(ConfigError, match="being written by another"):
+            train(tiny_config(tmp_path / "nowhere.tar.gz"), folder)
         assert not (folder / "history.jsonl").exists(), "nothing written beside the other run"
     finally:
         holder.kill()
         holder.wait()
-    train(tiny_config(fake_archive, epochs=1), folder, echo=False)  # the lock died with it
+    train(tiny_config(fake_archive, epochs=1), folder)  # the lock died with it
     assert (folder / "last.ckpt").is_file()
 
 
