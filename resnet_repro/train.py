@@ -165,7 +165,7 @@ class Trainer:
                 self.train_net, batch_size=images // self.bn_groups(images), mode=mode
             )
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.optimizer = make_optimizer(config, self.model.parameters())
+        self.optimizer = make_optimizer(config, self.model.parameters(), self.device)
         if config.cuda_graph:
             hold_lr_in_tensors(self.optimizer, self.device)
         # The code this process imported: hashed once, recorded in every checkpoint.
@@ -249,7 +249,7 @@ class Trainer:
             # This run's optimizer flags and a float lr, whichever run wrote the checkpoint
             # (torch takes both from the saved groups).
             for group in optimizer["param_groups"]:
-                group.update(optimizer_flags(self.config), lr=float(group["lr"]))
+                group.update(optimizer_flags(self.config, self.device), lr=float(group["lr"]))
             self.optimizer.load_state_dict(optimizer)
             if self.config.cuda_graph:
                 hold_lr_in_tensors(self.optimizer, self.device)
