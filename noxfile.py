@@ -23,7 +23,9 @@ def tests(session: nox.Session) -> None:
     so they cannot rot. Extra arguments go to the first pytest run."""
     install(session, "test,bench,pipeline")
     session.env.setdefault("HYPOTHESIS_PROFILE", "ci")
-    session.run("pytest", "tests/unit", "tests/properties", "tests/golden", *session.posargs)
+    # The rehearsal alone takes 10-17 minutes here: it is its own session (nox -s rehearsal).
+    tiers = ("tests/unit", "tests/properties", "tests/golden")
+    session.run("pytest", *tiers, "-m", "not rehearsal", *session.posargs)
     session.run("pytest", "benchmarks", "--benchmark-disable", "-q")
 
 
@@ -79,10 +81,8 @@ def rehearsal(session: nox.Session) -> None:
     params.yaml and dvc.yaml (every stage, run, seed and checkpoint epoch) in a git clone, with
     amounts shrunk by pipeline/rehearsal.yaml; fails if a stage fails or the report is not
     complete. Your own params.yaml, dvc.lock, runs/ and results/ are never touched."""
-    install(session, "pipeline")
-    workdir = Path(session.create_tmp()) / "rehearsal"
-    shutil.rmtree(workdir, ignore_errors=True)
-    session.run("resnet-repro", "rehearse", "--workdir", str(workdir))
+    install(session, "test,pipeline")
+    session.run("pytest", "tests/golden/test_rehearsal_e2e.py", "-m", "rehearsal", *session.posargs)
 
 
 @nox.session

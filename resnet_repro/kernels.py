@@ -13,7 +13,10 @@ GEMM by vendor and instruction set, reductions by thread count. The pin fixes ea
   ``RESNET_REPRO_PORTABLE_CPU=1`` makes this package set them);
 * MKL's GEMM on its vendor-independent branch (``MKL_CBWR=COMPATIBLE``, the one reproducible
   mode Intel documents for non-Intel CPUs too);
-* two threads (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``): CNR needs a fixed thread count.
+* two threads (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``): CNR needs a fixed thread count;
+* Adam's update through torch's fused CPU kernel (``optim.py``), whose square root is exact:
+  ``torch.sqrt`` goes through MKL, which no setting above makes exact, and on an AMD EPYC it
+  gave other bits than on an Intel Xeon (docs/measurements.md).
 
 torch and MKL read their variables when they load, so the pin is a process's environment
 (``portable_env``), set before it starts. It costs about 3x the default kernels' time.

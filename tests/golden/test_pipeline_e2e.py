@@ -86,10 +86,17 @@ def test_fresh_clone_is_a_dvc_project(tmp_path):
     dvc(work, "queue", "remove", "--all")
 
 
-@pytest.mark.slow
-def test_cpu_scale_pipeline_and_a_killed_repro_continues(tmp_path):
-    work = tmp_path / "work"
+@pytest.fixture(scope="module")
+def cpu_study(tmp_path_factory):
+    """The CPU-scale pipeline of the committed repository, run once for this module's tests."""
+    work = tmp_path_factory.mktemp("study") / "work"
     run_cpu_pipeline(REPO, work, echo=False)
+    return work
+
+
+@pytest.mark.slow
+def test_cpu_scale_pipeline_and_a_killed_repro_continues(cpu_study, tmp_path):
+    work = cpu_study
 
     runs = yaml.safe_load((work / "params.yaml").read_text())["runs"]
     for run in runs:
@@ -164,10 +171,10 @@ def test_cpu_scale_pipeline_and_a_killed_repro_continues(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_runs_shares_the_machine_and_dvc_records_them(tmp_path):
+def test_train_runs_shares_the_machine_and_dvc_records_them(cpu_study, tmp_path):
     """`resnet-repro stage train-many --jobs 2` trains two runs at once through the stages' own
     command; `dvc commit` records them, so DVC sees those stages as done, and the weights equal
-    a one-at-a-time run's, bitwise."""
+    the one-at-a-time run's of `dvc repro` (the CPU-scale study's), bitwise."""
     work = tmp_path / "jobs"
     clone(REPO, work)
     prepare_cpu_workdir(work)
@@ -184,10 +191,7 @@ def test_train_runs_shares_the_machine_and_dvc_records_them(tmp_path):
     status = dvc(work, "status", *(f"train@{r}" for r in runs))
     assert "changed" not in status and "modified" not in status, status
     assert repro(work, "evaluate@paper-v1-n1") == ["evaluate@paper-v1-n1"]
-    alone = tmp_path / "alone"
-    clone(REPO, alone)
-    prepare_cpu_workdir(alone)
-    dvc(alone, "repro", "train@paper-v1-n1")
+    alone = cpu_study
     for name in ("last.ckpt", "model-6.ckpt"):
         a = torch.load(work / "runs/paper-v1-n1/seed-0" / name, weights_only=True)["model"]
         b = torch.load(alone / "runs/paper-v1-n1/seed-0" / name, weights_only=True)["model"]

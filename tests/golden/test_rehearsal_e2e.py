@@ -27,6 +27,7 @@ pytestmark = [
 
 
 @pytest.mark.slow
+@pytest.mark.rehearsal
 def test_rehearsal_runs_every_path_of_the_committed_study(tmp_path):
     work = tmp_path / "rehearsal"
     study = ("params.yaml", "dvc.lock", "runs", "results", "data")
