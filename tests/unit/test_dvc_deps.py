@@ -61,7 +61,9 @@ def stages():
         yield name, command, deps
 
 
-@pytest.mark.parametrize(("name", "command", "deps"), list(stages()), ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("name", "command", "deps"), [pytest.param(*stage, id=stage[0]) for stage in stages()]
+)
 def test_stage_deps_cover_every_module_its_command_runs(name, command, deps):
     listed = {Path(d).stem for d in deps if d.startswith("resnet_repro/")}
     missing = sorted(modules_run_by(command) - listed)
