@@ -145,12 +145,14 @@ def _read_members(source: Path) -> tuple[dict[str, bytes], str, str]:
         member_md5 = {m: hashlib.md5(data).hexdigest() for m, data in members.items()}
         content = hashlib.md5("".join(member_md5[m] for m in sorted(members)).encode()).hexdigest()
         recorded = read_source(folder.parent)
-        # fetch's record holds only while the batches are the ones it extracted (another
-        # archive extracted over them by hand keeps the old record).
-        unchanged = recorded.get("member_md5") == {
-            m: h for m, h in member_md5.items() if m in recorded.get("member_md5", {})
-        }
-        source_md5 = recorded.get("archive_md5") if recorded and unchanged else content
+        # fetch's record holds only while the data members are the ones it extracted (another
+        # archive extracted over them by hand keeps the old record); the optional ones
+        # (readme.html) say nothing of the data.
+        extracted = recorded.get("member_md5")
+        unchanged = isinstance(extracted, dict) and all(
+            extracted.get(m) == member_md5.get(m) for m in DATA_MEMBERS
+        )
+        source_md5 = recorded.get("archive_md5") if unchanged else content
     missing = [m for m in DATA_MEMBERS if m not in members]
     if missing:
         raise DataError(f"{source}: missing CIFAR-10 files {', '.join(missing)}")

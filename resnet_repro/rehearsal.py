@@ -94,6 +94,14 @@ def check_rehearsal(workdir: Path) -> list[str]:
             problems.append(f"{run}: metrics of seeds {sorted(metrics.get('seeds', {}))}")
         if metrics.get("rehearsal") is not True:
             problems.append(f"{run}: metrics.json is not marked as a rehearsal")
+        # Each seed's data is the archive the fetch stage verified, not a digest of its batches.
+        for seed, m in (metrics.get("seeds") or {"": metrics}).items():
+            if m.get("data_md5") != params["data"]["md5"]:
+                who = f"{run} seed {seed}" if seed else run
+                problems.append(
+                    f"{who}: records data md5 {m.get('data_md5')}, the fetch stage verified "
+                    f"{params['data']['md5']}"
+                )
     problems += check_certificate(workdir / "results" / "certificate.json")
     report = workdir / "results" / "report" / "report.md"
     if not report.is_file():

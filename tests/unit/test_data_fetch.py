@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_repro.archive_writer import fake_batches, write_tar_gz
+from resnet_repro.archive_writer import fake_batches, write_fake_cifar10, write_tar_gz
 from resnet_repro.cifar import BATCH_DIR, DataError, md5_of
 from resnet_repro.cli import main
 from resnet_repro.fetch import fetch_cifar10
@@ -290,3 +290,28 @@ def check_batches_of(archive):
     from resnet_repro.data import check_batches
 
     return lambda folder: check_batches(folder, name=str(archive))
+
+
+def test_a_folder_the_fetch_stage_extracted_is_recorded_with_its_archives_md5(tmp_path, capsys):
+    """The pipeline's own fetch stage, on a byte-faithful fake of the official layout
+    (readme.html included): training from the folder records the archive's md5, as long as
+    the data members are the ones extracted."""
+    from resnet_repro.data import load_source
+
+    archive = write_fake_cifar10(tmp_path / "a.tar.gz", train_per_batch=10, test_size=10, seed=3)
+    with tarfile.open(archive) as tar:
+        assert f"{BATCH_DIR}/readme.html" in tar.getnames()
+    md5 = md5_of(archive)
+    dest = tmp_path / "data"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert (
+            main(["stage", "fetch", "--dest", str(dest), "--source", str(archive), "--md5", md5])
+            == 0
+        )
+    cache = tmp_path / "cache"
+    assert load_source(dest, cache_dir=cache).source_md5 == md5
+    assert load_source(dest / BATCH_DIR, cache_dir=cache).source_md5 == md5
+    batch = dest / BATCH_DIR / "data_batch_2"
+    batch.write_bytes((dest / BATCH_DIR / "data_batch_3").read_bytes())
+    assert load_source(dest, cache_dir=cache).source_md5 != md5

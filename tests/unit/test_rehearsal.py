@@ -182,9 +182,11 @@ def test_a_run_without_validation_is_evaluated_and_reported(fake_archive, tmp_pa
 
 def rehearsal_outputs(work: Path, cell: str) -> None:
     """A finished rehearsal's files, with ``cell`` as the report's one measured value."""
-    (work / "params.yaml").write_text(yaml.safe_dump({"runs": {"r": {"recipe": "paper"}}}))
+    params = {"data": {"md5": "f" * 32}, "runs": {"r": {"recipe": "paper"}}}
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
     (work / "results/runs/r").mkdir(parents=True)
-    (work / "results/runs/r/metrics.json").write_text(json.dumps({"rehearsal": True}))
+    metrics = {"rehearsal": True, "data_md5": "f" * 32}
+    (work / "results/runs/r/metrics.json").write_text(json.dumps(metrics))
     (work / "results/report").mkdir()
     (work / "results/report/report.md").write_text(
         f"# Reproduction report: REHEARSAL\n\n| v1 | {cell} / 0.9125 |\n"
@@ -207,6 +209,15 @@ def test_check_rehearsal_passes_a_complete_one_and_names_a_missing_run(tmp_path)
     assert check_rehearsal(tmp_path) == []
     (tmp_path / "results/runs/r/metrics.json").unlink()
     assert check_rehearsal(tmp_path) == ["r: no metrics.json"]
+
+
+def test_check_rehearsal_names_a_run_that_records_other_data_than_the_fetch_stage(tmp_path):
+    rehearsal_outputs(tmp_path, "0.1000")
+    path = tmp_path / "results/runs/r/metrics.json"
+    path.write_text(json.dumps({"rehearsal": True, "data_md5": "0d4372a7"}))
+    assert check_rehearsal(tmp_path) == [
+        f"r: records data md5 0d4372a7, the fetch stage verified {'f' * 32}"
+    ]
 
 
 def test_check_rehearsal_names_a_certificate_cell_without_its_checkpoint(tmp_path):
