@@ -23,8 +23,8 @@ import hashlib
 import io
 import json
 import os
+import logging
 import pickle
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,6 +34,7 @@ import numpy as np
 from resnet_repro.atomic import write_bytes_atomic
 from resnet_repro.cifar import (
     BATCH_DIR,
+    CHUNK,
     DATA_MEMBERS,
     LABEL_NAMES,
     NUM_CLASSES,
@@ -54,6 +55,8 @@ from resnet_repro.fetch import (
     reading,
     tar_members,
 )
+
+log = logging.getLogger(__name__)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -306,39 +309,74 @@ def _cached_source(cache: Path, fingerprint: dict) -> Loaded | None:
         record = json.loads(_source_record(cache, fingerprint).read_text())
     except (OSError, ValueError):
         return None
-    if record.get("fingerprint") != fingerprint:
+    if record.get("fingerprint") != fingerprint or not isinstance(record.get("source_md5"), str):
         return None
     return _cached_content(cache, str(record.get("content", "")), record["source_md5"])
 
 
+CACHE_FILES = (*(f"{n}.npy" for n in ARRAY_NAMES), "label_names.json")
+
+
 def _cached_content(cache: Path, content: str, source_md5: str) -> Loaded | None:
+    """The arrays cached under ``content``, each file's sha256 checked against the one its
+    ``complete`` marker recorded when it was written; None (with a line saying why, for a
+    damaged entry) when they must be decoded again."""
     folder = cache / content
     if not content or not (folder / "complete").is_file():
         return None
     try:
+        recorded = json.loads((folder / "complete").read_text())
+        damaged = [
+            f for f in CACHE_FILES if _sha256(folder / f) != (recorded.get(f) or "unrecorded")
+        ]
+        if damaged:
+            log.warning(
+                "decoded-array cache %s: %s changed since it was written; decoding the data again",
+                folder,
+                ", ".join(damaged),
+            )
+            return None
         arrays = tuple(np.load(folder / f"{n}.npy", mmap_mode="r") for n in ARRAY_NAMES)
         names = tuple(json.loads((folder / "label_names.json").read_text()))
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError) as e:
+        log.warning("decoded-array cache %s unreadable (%s); decoding the data again", folder, e)
         return None
     return Loaded(arrays, source_md5, names)
 
 
+def _sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _write_content(folder: Path, loaded: Loaded) -> None:
     """The array files and the class names, each written atomically, then the ``complete``
-    marker: processes filling the same cache at once write identical files, and a reader uses
-    the folder only once all of them are there. A cache that cannot be written is skipped,
-    with a warning."""
+    marker with each file's sha256: processes filling the same cache at once write identical
+    files, and a reader uses the folder only once all of them are there and match their
+    digests. A cache that cannot be written is skipped, with a line saying so."""
+    files = {}
+    for name, array in zip(ARRAY_NAMES, loaded.arrays, strict=True):
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(array))
+        files[f"{name}.npy"] = buf.getvalue()
+    files["label_names.json"] = json.dumps(loaded.label_names).encode()
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for name, array in zip(ARRAY_NAMES, loaded.arrays, strict=True):
-            buf = io.BytesIO()
-            np.save(buf, np.ascontiguousarray(array))
-            write_bytes_atomic(folder / f"{name}.npy", buf.getvalue())
-        write_bytes_atomic(folder / "label_names.json", json.dumps(loaded.label_names).encode())
-        write_bytes_atomic(folder / "complete", b"")
+        for name, data in files.items():
+            write_bytes_atomic(folder / name, data)
+        write_bytes_atomic(folder / "complete", json.dumps(digests, indent=2).encode())
     except OSError as e:
-        warnings.warn(
-            f"decoded-array cache {folder} not written ({e}); set --cache-dir", stacklevel=3
+        log.warning(
+            "decoded-array cache %s not written (%s); training goes on without it (choose "
+            "another folder with --cache-dir or RESNET_REPRO_CACHE)",
+            folder,
+            e.strerror or e,
         )
 
 

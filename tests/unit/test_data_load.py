@@ -1,5 +1,6 @@
 """load_cifar10 and friends: restricted unpickling, validation, cache, split, fake archive."""
 
+import logging
 import os
 import pickle
 import pickletools
@@ -198,6 +199,50 @@ def test_cache_is_keyed_by_content_and_used_while_the_files_are_unchanged(tmp_pa
     assert {p.name for p in cache.iterdir()} == {"sources", first_md5, md5_of(archive)}
 
 
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("x_train.npy", "random bytes of the same size"),
+        ("y_train.npy", "zeros of the same size"),
+        ("x_test.npy", "one byte flipped"),
+        ("y_test.npy", "one byte flipped"),
+        ("label_names.json", "other names"),
+        ("complete", "another digest"),
+    ],
+)
+def test_a_damaged_cache_entry_is_rebuilt_with_a_line_saying_so(tmp_path, caplog, name, damage):
+    """Same-size corruption of any file of a cache entry: the entry is not trained on, the
+    arrays are decoded again (and equal the source's), one line names the damaged file."""
+    archive = write_fake_cifar10(tmp_path / "a.tar.gz", train_per_batch=10, test_size=10, seed=1)
+    cache = tmp_path / "cache"
+    expected = load_source(archive, cache_dir=cache)
+    path = cache / md5_of(archive) / name
+    data = bytearray(path.read_bytes())
+    if damage == "random bytes of the same size":
+        data[:] = np.random.default_rng(0).integers(0, 256, len(data), dtype=np.uint8).tobytes()
+    elif damage == "zeros of the same size":
+        header = len(data) - 8 * 50  # keep the .npy header: a valid array of zero labels
+        data[header:] = bytes(len(data) - header)
+    elif damage == "other names":
+        data[:] = data.replace(b"airplane", b"aeroplan")
+    elif damage == "another digest":
+        data[10:12] = b"00" if data[10:12] != b"00" else b"11"
+    else:
+        data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="resnet_repro"):
+        again = load_source(archive, cache_dir=cache)
+    assert "changed since it was written; decoding the data again" in caplog.text
+    assert (name if name != "complete" else "x_train.npy") in caplog.text
+    assert again.label_names == expected.label_names
+    for a, b in zip(again.arrays, expected.arrays, strict=True):
+        assert np.array_equal(a, b)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="resnet_repro"):
+        load_source(archive, cache_dir=cache)
+    assert caplog.text == ""  # rebuilt: the next load uses it silently
+
+
 def test_another_archive_extracted_over_a_folder_is_never_served_from_the_cache(tmp_path):
     """Extract A into F, load; extract B over it with tar (the same sizes, the archive's
     modification times restored): the load gives B's images and md5, not A's, and nothing is
@@ -220,7 +265,9 @@ def test_another_archive_extracted_over_a_folder_is_never_served_from_the_cache(
     assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == listing
 
 
-def test_a_read_only_data_folder_loads_and_an_unwritable_cache_warns(tmp_path, monkeypatch):
+def test_a_read_only_data_folder_loads_and_an_unwritable_cache_warns(
+    tmp_path, monkeypatch, caplog
+):
     archive = write_fake_cifar10(tmp_path / "a.tar.gz", train_per_batch=10, test_size=10, seed=1)
     folder = tmp_path / "data"
     folder.mkdir()
@@ -235,8 +282,9 @@ def test_a_read_only_data_folder_loads_and_an_unwritable_cache_warns(tmp_path, m
         config = make_config("seed", data=str(folder), valid_fraction=0.1)
         assert len(load_splits(config).y_train) == 45
         if os.geteuid() != 0:  # root writes anywhere
-            with pytest.warns(UserWarning, match=r"decoded-array cache .* not written"):
+            with caplog.at_level(logging.WARNING, logger="resnet_repro"):
                 load_cifar10(folder, cache_dir=blocked / "c")
+            assert "training goes on without it" in caplog.text
     finally:
         for p in (folder, folder / BATCH_DIR, blocked):
             p.chmod(0o755)
