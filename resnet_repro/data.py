@@ -22,8 +22,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import logging
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path

@@ -19,11 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from resnet_repro.checkpoint import CheckpointError, check_architecture, load_checkpoint
-from resnet_repro.cifar import LABEL_NAMES, DataError
+from resnet_repro.cifar import LABEL_NAMES
 from resnet_repro.config import ConfigError, TrainConfig
 from resnet_repro.data import load_splits
 from resnet_repro.image_utils import Normalization
 from resnet_repro.net import ResNet
+from resnet_repro.pack import read_image
 from resnet_repro.run_folder import read_provenance
 from resnet_repro.runtime import autocast, build_model, resolve_device, to_device
 
@@ -210,25 +211,6 @@ def evaluate_run(
     return report
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as uint8 ``[32, 32, 3]`` RGB (resized when it is not 32x32)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            if img.mode.startswith("I"):
-                # 16-bit (and 32-bit integer) grey: Pillow's RGB conversion clips every value
-                # above 255 to white; scale the 16-bit range down to 8 bits instead.
-                grey = np.asarray(img, dtype=np.int64) >> 8
-                img = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))
-            rgb = img.convert("RGB")
-            if rgb.size != (32, 32):
-                rgb = rgb.resize((32, 32), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot read as an image ({e})") from e
-
-
 @torch.no_grad()
 def predict(
     checkpoint: str | os.PathLike, images: list[str | os.PathLike], *, device: str = "auto"
@@ -236,7 +218,7 @@ def predict(
     """Class names and probabilities, most likely first, for each image file."""
     dev = resolve_device(device)
     restored = model_from_checkpoint(Path(checkpoint), dev)
-    batch = np.stack([load_image(p) for p in images]).transpose(0, 3, 1, 2)
+    batch = np.stack([read_image(p, resize=True) for p in images]).transpose(0, 3, 1, 2)
     inputs = restored.normalize(torch.as_tensor(batch).to(dev))
     probs = torch.softmax(restored.model(inputs), dim=1).cpu()
     out = []

@@ -1,4 +1,6 @@
-"""Packing a folder of class-named images into an archive in CIFAR-10's official byte format.
+"""Image files into CIFAR records: the one image reader (``read_image``, which ``predict`` uses
+too) and the packing of a folder of class-named images into an archive in CIFAR-10's official
+byte format.
 
 The input is the ImageFolder layout, ``<root>/<class>/*.png|jpg|jpeg``, with ten classes of
 32x32 images (the project's networks and loader are CIFAR-10's). Each class is split on its
@@ -54,20 +56,64 @@ def class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def read_image(path: Path) -> np.ndarray:
-    """One 32x32 image as a CIFAR row: the R plane, then G, then B, row-major."""
-    from PIL import Image
+# Modes whose values need more than 8 bits: the full range of each maps onto 0..255.
+WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 2**31 - 1}
+# Modes Pillow cannot turn into RGB faithfully by itself.
+REFUSED_MODES = {"LAB": "CIE L*a*b*", "HSV": "HSV"}
 
+
+def read_image(path: str | os.PathLike, *, resize: bool = False) -> np.ndarray:
+    """One image file as uint8 ``[32, 32, 3]`` RGB: the one reader of ``pack`` and ``predict``.
+
+    8-bit modes (1, L, P, RGB, CMYK, YCbCr) convert as Pillow converts them; transparency
+    (RGBA, LA, PA, a palette's) is composited over white, as a viewer shows it; 16-bit and
+    32-bit integer grey scale their type's range onto 0..255 (round(v * 255 / max));
+    floating-point grey scales 0..1. Negative integers, floats outside 0..1 and colour spaces
+    Pillow cannot convert (LAB, HSV) are refused with one line. An image other than 32x32 is
+    refused, or with ``resize`` scaled to 32x32 (bilinear).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
     try:
         with Image.open(path) as img:
-            if img.size != (32, 32):
-                raise DataError(f"{path}: image is {img.size[0]}x{img.size[1]}, expected 32x32")
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except DataError:
-        raise
-    except (OSError, Image.DecompressionBombError) as e:
+            img.load()
+            rgb = _rgb(img, path)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: cannot be read as an image ({e})") from e
-    return rgb.transpose(2, 0, 1).reshape(RECORD_SIZE)
+    if rgb.size != (32, 32):
+        if not resize:
+            raise DataError(f"{path}: image is {rgb.size[0]}x{rgb.size[1]}, expected 32x32")
+        rgb = rgb.resize((32, 32), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _rgb(img, path: Path):
+    from PIL import Image
+
+    if img.mode in REFUSED_MODES:
+        raise DataError(
+            f"{path}: {REFUSED_MODES[img.mode]} image; convert it to RGB (e.g. save it as an "
+            "8-bit RGB PNG) first"
+        )
+    if img.mode in WIDE_MODES or img.mode == "F":
+        values = np.asarray(img, dtype=np.float64)
+        top = WIDE_MODES.get(img.mode, 1.0)
+        low, high = (float(values.min()), float(values.max())) if values.size else (0, 0)
+        if not (np.isfinite(values).all() and low >= 0 and high <= top):
+            raise DataError(
+                f"{path}: {img.mode} image with values {low:g}..{high:g}, outside 0..{top:g}; "
+                "save it as an 8-bit image"
+            )
+        grey = np.round(values * (255 / top)).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
 
 
 def pack_image_folder(
@@ -135,7 +181,9 @@ def batch_bytes(entries: list[tuple[Path, int]], root: Path, label: str) -> byte
     batch = {
         "batch_label": label,
         "labels": [label_ for _, label_ in entries],
-        "data": np.stack([read_image(path) for path, _ in entries]),
+        "data": np.stack(
+            [read_image(path).transpose(2, 0, 1).reshape(RECORD_SIZE) for path, _ in entries]
+        ),
         "filenames": [str(path.relative_to(root)) for path, _ in entries],
     }
     return dump_py2_pickle(batch)

@@ -40,7 +40,7 @@ def test_predict_prints_classes(trained_run, tmp_path, capsys):
     assert line.startswith(f"{image}: ") and line.count(",") == 1
     (tmp_path / "bad.png").write_bytes(b"not an image")
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "bad.png")]) == 1
-    assert "bad.png: cannot read as an image" in capsys.readouterr().err
+    assert "bad.png: cannot be read as an image" in capsys.readouterr().err
 
 
 def test_train_help_documents_every_option_with_default_and_choices(capsys):
@@ -121,7 +121,7 @@ BAD_INPUTS = [
     ("evaluate --run {run} --checkpoints 7", "no checkpoint model-7.ckpt (found: model-1.ckpt)"),
     ("predict --checkpoint {archive} {archive}", "not a readable checkpoint (it holds something"),
     ("predict --checkpoint {tmp} {archive}", "no such checkpoint"),
-    ("predict --checkpoint {run}/model-1.ckpt {archive}", "cannot read as an image"),
+    ("predict --checkpoint {run}/model-1.ckpt {archive}", "cannot be read as an image"),
     ("fetch --dest {tmp}/d --archive {tmp}/none.tar.gz", "none.tar.gz: archive not found"),
     # The first hour, second pass: settings that trained NaN or were recorded but ignored.
     ("train --out {tmp}/r --data {archive} --momentum inf", "momentum must be in [0, 1), got inf"),
@@ -238,7 +238,7 @@ def test_an_image_too_large_to_decode_safely_is_one_line(
     ckpt = str(trained_run / "model-1.ckpt")
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "big.png")]) == 1
     err = capsys.readouterr().err
-    assert "big.png: cannot read as an image" in err and len(err.strip().splitlines()) == 1
+    assert "big.png: cannot be read as an image" in err and len(err.strip().splitlines()) == 1
 
 
 def test_fetch_of_another_archive_notes_it_in_one_line(fake_archive, tmp_path, capsys):

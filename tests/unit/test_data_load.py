@@ -265,9 +265,7 @@ def test_another_archive_extracted_over_a_folder_is_never_served_from_the_cache(
     assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == listing
 
 
-def test_a_read_only_data_folder_loads_and_an_unwritable_cache_warns(
-    tmp_path, monkeypatch, caplog
-):
+def test_a_read_only_data_folder_loads_and_an_unwritable_cache_warns(tmp_path, monkeypatch, caplog):
     archive = write_fake_cifar10(tmp_path / "a.tar.gz", train_per_batch=10, test_size=10, seed=1)
     folder = tmp_path / "data"
     folder.mkdir()

@@ -2,6 +2,7 @@
 a stratified and seeded split, and clear errors for folders that cannot be packed."""
 
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -132,3 +133,108 @@ def test_a_packed_archives_class_names_reach_the_checkpoint_and_predict(tmp_path
     printed = capsys.readouterr().out
     assert printed.split(": ", 1)[1].split()[0] in names
     assert not any(name in printed for name in LABEL_NAMES)
+
+
+RAMP = np.arange(32 * 32).reshape(32, 32)
+
+
+def saved(tmp_path, image, name):
+    path = tmp_path / name
+    image.save(path)
+    return path
+
+
+def grey(values) -> np.ndarray:
+    return np.repeat(np.asarray(values, dtype=np.uint8)[..., None], 3, axis=2)
+
+
+def mode_cases():
+    """(name, make(tmp_path) -> path, the expected [32, 32, 3] uint8 image or an error line)."""
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    wide16 = (RAMP * 64).astype(np.uint16)
+    wide32 = (RAMP * 2_000_000).astype(np.int32)
+    floats = (RAMP / RAMP.max()).astype(np.float32)
+    half = np.dstack([rgb, np.full((32, 32), 128, np.uint8)])
+    over_white = np.round(rgb * (128 / 255) + 255 * (127 / 255)).astype(np.uint8)
+    palette = Image.fromarray(rgb).quantize(16)
+    return [
+        ("RGB png", lambda t: saved(t, Image.fromarray(rgb), "a.png"), rgb),
+        ("L png", lambda t: saved(t, Image.fromarray(rgb[..., 0]), "a.png"), grey(rgb[..., 0])),
+        (
+            "1 png",
+            lambda t: saved(t, Image.fromarray(rgb[..., 0] > 127), "a.png"),
+            grey(np.where(rgb[..., 0] > 127, 255, 0)),
+        ),
+        ("P png", lambda t: saved(t, palette, "a.png"), np.asarray(palette.convert("RGB"))),
+        (
+            "I;16 png",
+            lambda t: saved(t, Image.fromarray(wide16), "a.png"),
+            grey(np.round(wide16 / 257)),
+        ),
+        (
+            "I tiff",
+            lambda t: saved(t, Image.fromarray(wide32), "a.tif"),
+            grey(np.round(wide32 * (255 / (2**31 - 1)))),
+        ),
+        (
+            "F tiff",
+            lambda t: saved(t, Image.fromarray(floats), "a.tif"),
+            grey(np.round(floats.astype(np.float64) * 255)),
+        ),
+        ("RGBA png", lambda t: saved(t, Image.fromarray(half), "a.png"), over_white),
+        (
+            "CMYK jpeg-free tiff",
+            lambda t: saved(t, Image.fromarray(rgb).convert("CMYK"), "a.tif"),
+            np.asarray(Image.fromarray(rgb).convert("CMYK").convert("RGB")),
+        ),
+        (
+            "F outside 0..1",
+            lambda t: saved(t, Image.fromarray(floats * 3), "a.tif"),
+            "F image with values 0..3, outside 0..1; save it as an 8-bit image",
+        ),
+        (
+            "I negative",
+            lambda t: saved(t, Image.fromarray(wide32 - 5), "a.tif"),
+            "I image with values -5..2.046e+09, outside 0..2.14748e+09",
+        ),
+        (
+            "LAB tiff",
+            lambda t: saved(t, Image.fromarray(rgb, "LAB"), "a.tif"),
+            "CIE L*a*b* image; convert it to RGB",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "expected"), mode_cases(), ids=[c[0] for c in mode_cases()]
+)
+def test_every_image_mode_converts_faithfully_or_is_refused_in_one_line(
+    tmp_path, capsys, name, make, expected
+):
+    """One reader for pack and predict: the same result for both, or the same one-line error."""
+    from resnet_repro.pack import read_image
+
+    path = make(tmp_path)
+    if isinstance(expected, str):
+        for resize in (False, True):
+            with pytest.raises(DataError, match=re.escape(expected)):
+                read_image(path, resize=resize)
+        return
+    got = read_image(path)
+    assert got.dtype == np.uint8 and got.shape == (32, 32, 3)
+    assert np.array_equal(got, expected), name
+    assert np.array_equal(read_image(path, resize=True), expected)
+
+
+def test_a_folder_of_16_bit_grey_pngs_packs_scaled_not_clipped(tmp_path):
+    rng = np.random.default_rng(2)
+    for name in LABEL_NAMES:
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(3):
+            wide = rng.integers(0, 65536, (32, 32), dtype=np.uint16)
+            Image.fromarray(wide).save(tmp_path / "imgs" / name / f"{i}.png")
+    packed = pack_image_folder(tmp_path / "imgs", tmp_path / "a.tar.gz", test_fraction=1 / 3)
+    x = load_cifar10(packed.path)[0]
+    assert (x == 255).mean() < 0.01 and 100 < x.mean() < 155
