@@ -188,9 +188,8 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         params = load_params(args.params)
         tables = [Path(t) for t in str(params.get("compare", {}).get("golden", "")).split()]
-        rehearsal = json.loads(args.comparison.read_text()).get("rehearsal", False)
         certificate = build_certificate(
-            tables, args.runs_dir, args.metrics_dir, rehearsal=rehearsal
+            tables, args.runs_dir, args.metrics_dir, path=args.certificate
         )
         path = write_report(args.params, args.metrics_dir, args.comparison, args.out, certificate)
         write_certificate(certificate, args.certificate)
