@@ -87,12 +87,6 @@ def environment_digest(env: dict[str, Any]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def rule_in_words(cell: Cell) -> str:
-    if cell.rule == "two_sided":
-        return f"within {cell.points:g} points of golden"
-    return f"at least golden - {cell.points:g} points"
-
-
 def statistic_of(statistic: str, values: list[float]) -> float:
     """The cell's statistic of its seeds' values, as metrics.json and the papers compute it."""
     if len(values) == 1:
@@ -149,7 +143,7 @@ def cell_record(
         "golden": cell.golden,
         "rule": cell.rule,
         "points": cell.points,
-        "rule_in_words": rule_in_words(cell),
+        "rule_in_words": cell.rule_in_words,
         "derivation": cell.derivation,
         "runs_needed": cell.runs,
     }

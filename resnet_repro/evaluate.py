@@ -189,6 +189,13 @@ def evaluate_run(
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     paths = checkpoint_paths(run, epochs)
     run_config = TrainConfig.load(run / "config.yaml")
+    continued = [e for e in epochs if e > run_config.epochs and run_config.continue_epochs]
+    if split == "valid" and continued:
+        raise ConfigError(
+            f"{run}: checkpoint(s) {', '.join(map(str, continued))} are of the continued epochs, "
+            "which trained on the validation images too: their validation accuracy means "
+            f"nothing. Validate epochs up to {run_config.epochs}, or evaluate --split test"
+        )
     data_splits, md5 = load_eval_data(run, data, resolve_device(device), (split,))
     x, y = data_splits[split]
     if len(y) == 0:

@@ -61,10 +61,16 @@ class Cell:
     k: float | None = None
 
     @property
+    def rule_in_words(self) -> str:
+        """The tolerance's rule, without a character a markdown table would split on."""
+        if self.rule == "two_sided":
+            return f"within {self.points:g} points of golden"
+        return f"at least golden - {self.points:g} points"
+
+    @property
     def derivation(self) -> str:
         """The tolerance's rule in words and numbers."""
-        bound = "|measured - golden|" if self.rule == "two_sided" else "golden - measured"
-        text = f"{bound} <= {self.points:g} points"
+        text = self.rule_in_words
         if self.sigma_run is None:
             return text
         of = "one run" if self.statistic == "single" else f"the {self.statistic} of {self.runs}"
@@ -72,6 +78,11 @@ class Cell:
             f"{text}: {self.k:g} standard errors of the difference of two values, each {of}, "
             f"with a one-run spread of {self.sigma_run:g} points"
         )
+
+
+def finite(value: Any) -> bool:
+    """A real number that is neither infinite nor NaN (YAML's .inf and .nan are floats)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def derived_points(statistic: str, runs: int, sigma_run: float, k: float) -> float:
@@ -118,8 +129,11 @@ def load_table(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
         if not isinstance(tol, dict) or tol.get("rule") not in RULES:
             raise GoldenError(f"{where} ({raw['run']}): tolerance.rule must be one of {RULES}")
         points = tol.get("points")
-        if isinstance(points, bool) or not isinstance(points, (int, float)) or points < 0:
-            raise GoldenError(f"{where} ({raw['run']}): tolerance.points must be a number >= 0")
+        if not finite(points) or points < 0:
+            raise GoldenError(
+                f"{where} ({raw['run']}): tolerance.points must be a finite number >= 0, got "
+                f"{points!r}"
+            )
         statistic, runs = raw.get("statistic", "single"), raw.get("runs", 1)
         if statistic not in STATISTICS:
             raise GoldenError(f"{where} ({raw['run']}): statistic must be one of {STATISTICS}")
@@ -130,8 +144,11 @@ def load_table(path: str | Path) -> tuple[dict[str, Any], list[Cell]]:
             raise GoldenError(f"{where} ({raw['run']}): a derivation gives both sigma_run and k")
         if sigma_run is not None:
             for name, value in (("sigma_run", sigma_run), ("k", k)):
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                    raise GoldenError(f"{where} ({raw['run']}): tolerance.{name} must be > 0")
+                if not finite(value) or value <= 0:
+                    raise GoldenError(
+                        f"{where} ({raw['run']}): tolerance.{name} must be a finite number > 0, "
+                        f"got {value!r}"
+                    )
             derived = derived_points(statistic, runs, sigma_run, k)
             if abs(derived - points) > 0.005:
                 raise GoldenError(

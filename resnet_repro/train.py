@@ -258,8 +258,24 @@ class Trainer:
             raise CheckpointError(f"{path}: does not fit this run ({e})") from e
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
+        self.check_phase(int(state["config"].get("epochs", self.config.epochs)), path)
         self.saver.saved_epoch = self.epoch
         return changes + benign
+
+    def check_phase(self, saved_epochs: int, path: Path) -> None:
+        """A resume may not move ``epochs`` across the checkpoint of a run with continued
+        epochs: an epoch trained on the training split would be recorded as a continued one,
+        or a continued one (trained on the validation images too) as a training epoch."""
+        if not self.config.continue_epochs or self.config.epochs == saved_epochs:
+            return
+        if self.epoch > saved_epochs or self.config.epochs < self.epoch:
+            phase = "continued" if self.epoch > saved_epochs else "training"
+            raise CheckpointError(
+                f"{path}: epoch {self.epoch} was trained as a {phase} epoch ({saved_epochs} "
+                f"training epochs, then the continued ones); --epochs {self.config.epochs} would "
+                f"record it otherwise. Resume with --epochs {saved_epochs}"
+                + ("" if phase == "continued" else f" (or {self.epoch} or more)")
+            )
 
     # -- the loop ----------------------------------------------------------------------------
 

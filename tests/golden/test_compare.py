@@ -124,7 +124,10 @@ def test_cli_exit_status_and_outputs(crafted, tmp_path, capsys):
         ([cell("a", 1.5)], r"cell 0 \(a\): golden must be an accuracy in \[0, 1\]"),
         ([cell("a", "high")], r"cell 0 \(a\): golden must be an accuracy"),
         ([cell("a", 0.9, rule="roughly")], r"cell 0 \(a\): tolerance.rule must be one of"),
-        ([cell("a", 0.9, points=-1)], r"cell 0 \(a\): tolerance.points must be a number >= 0"),
+        (
+            [cell("a", 0.9, points=-1)],
+            r"cell 0 \(a\): tolerance.points must be a finite number >= 0",
+        ),
         (["just a string"], r"cell 0: expected a mapping"),
     ],
 )
@@ -200,7 +203,7 @@ def test_a_tolerance_must_match_its_derivation(tmp_path):
     good = cell("r", 0.9, points=0.85)
     good["tolerance"].update(sigma_run=0.2, k=3)
     assert load_table(write_table(tmp_path / "ok.yaml", [good]))[1][0].derivation == (
-        "|measured - golden| <= 0.85 points: 3 standard errors of the difference of two values, "
+        "within 0.85 points of golden: 3 standard errors of the difference of two values, "
         "each one run, with a one-run spread of 0.2 points"
     )
     bad = cell("r", 0.9, points=0.5)
@@ -302,11 +305,46 @@ def test_boundaries_of_the_rules_and_values(tmp_path):
         ({"golden": 1.01}, r"golden must be an accuracy in \[0, 1\]"),
         (
             {"tolerance": {"rule": "two_sided", "points": True}},
-            "tolerance.points must be a number >= 0",
+            "tolerance.points must be a finite number >= 0",
         ),
         (
             {"tolerance": {"rule": "two_sided", "points": -1}},
-            "tolerance.points must be a number >= 0",
+            "tolerance.points must be a finite number >= 0",
+        ),
+        (
+            {"tolerance": {"rule": "two_sided", "points": float("inf")}},
+            "tolerance.points must be a finite number >= 0, got inf",
+        ),
+        (
+            {"tolerance": {"rule": "two_sided", "points": float("nan")}},
+            "tolerance.points must be a finite number >= 0, got nan",
+        ),
+        (
+            {"tolerance": {"rule": "two_sided", "points": 0.85, "sigma_run": float("nan"), "k": 3}},
+            "tolerance.sigma_run must be a finite number > 0, got nan",
+        ),
+        (
+            {"tolerance": {"rule": "two_sided", "points": 0.0, "sigma_run": 0, "k": 3}},
+            "tolerance.sigma_run must be a finite number > 0, got 0",
+        ),
+        (
+            {"tolerance": {"rule": "two_sided", "points": 0.85, "sigma_run": "0.2", "k": 3}},
+            "tolerance.sigma_run must be a finite number > 0, got '0.2'",
+        ),
+        (
+            {"tolerance": {"rule": "two_sided", "points": 0.85, "sigma_run": 0.2, "k": True}},
+            "tolerance.k must be a finite number > 0, got True",
+        ),
+        (
+            {
+                "tolerance": {
+                    "rule": "two_sided",
+                    "points": 0.85,
+                    "sigma_run": 0.2,
+                    "k": float("inf"),
+                }
+            },
+            "tolerance.k must be a finite number > 0, got inf",
         ),
         ({"runs": 0}, "runs must be an integer >= 1"),
         ({"runs": True}, "runs must be an integer >= 1"),

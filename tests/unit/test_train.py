@@ -309,6 +309,40 @@ def test_a_resume_in_or_before_the_continuation_is_bitwise_uninterrupted(
     )
 
 
+@pytest.mark.parametrize(
+    ("stopped", "epochs", "message"),
+    [
+        (3, 3, r"epoch 3 was trained as a continued epoch .*Resume with --epochs 2$"),
+        (3, 1, r"epoch 3 was trained as a continued epoch"),
+        (2, 1, r"epoch 2 was trained as a training epoch .*--epochs 2 \(or 2 or more\)$"),
+    ],
+)
+def test_a_resume_may_not_move_epochs_across_the_continued_ones(
+    fake_archive, tmp_path, stopped, epochs, message
+):
+    """Stopped in (or at the edge of) the continued epochs, resumed with another --epochs and
+    --allow-changes: refused before anything trains, nothing in the folder changes."""
+    train(seed_protocol(fake_archive, continue_epochs=stopped - 2), tmp_path / "run")
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    with pytest.raises(CheckpointError, match=message):
+        train(
+            seed_protocol(fake_archive, epochs=epochs),
+            tmp_path / "run",
+            resume=True,
+            allow_changes=True,
+        )
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    assert load_checkpoint(tmp_path / "run/last.ckpt")["epoch"] == stopped
+
+
+def test_continued_checkpoints_are_not_validated(fake_archive, tmp_path):
+    train(seed_protocol(fake_archive), tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"checkpoint\(s\) 3, 4 are of the continued epochs"):
+        evaluate_run(tmp_path / "run", [2, 3, 4], split="valid", device="cpu", echo=False)
+    assert evaluate_run(tmp_path / "run", [2], split="valid", device="cpu", echo=False)
+    assert evaluate_run(tmp_path / "run", [4], split="test", device="cpu", echo=False)
+
+
 def test_a_run_started_with_relative_data_resumes_from_another_folder(
     fake_archive, tmp_path, monkeypatch
 ):
