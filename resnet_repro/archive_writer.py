@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from resnet_repro.atomic import write_bytes_atomic
-from resnet_repro.cifar import BATCH_DIR, LABEL_NAMES, NUM_CLASSES, RECORD_SIZE
+from resnet_repro.cifar import BATCH_DIR, LABEL_NAMES, NUM_CLASSES, RECORD_SIZE, DataError
 
 _README = (
     b'<meta HTTP-EQUIV="REFRESH" content="0; url=http://www.cs.toronto.edu/~kriz/cifar.html">\n'
@@ -141,6 +141,10 @@ def write_tar_gz(path: str | os.PathLike, members: dict[str, bytes]) -> Path:
     """A gzip'd tar of regular files with fixed metadata, so equal input gives equal bytes;
     written under a temporary name and moved into place."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a folder; name the archive file to write, e.g. {path / 'archive.tar.gz'}"
+        )
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:

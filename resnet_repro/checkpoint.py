@@ -60,6 +60,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     the file when it is missing, unreadable or not a checkpoint of this program."""
     import torch
 
+    if path.is_dir():
+        held = sorted(p.name for p in path.glob("*.ckpt"))
+        raise CheckpointError(
+            f"{path} is a folder; give one of its checkpoints ({', '.join(held[:4])}"
+            f"{', ...' if len(held) > 4 else ''})"
+            if held
+            else f"{path} is a folder holding no checkpoint (*.ckpt); give a checkpoint file"
+        )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:

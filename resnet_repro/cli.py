@@ -106,7 +106,12 @@ def training_errors(command: str, out: Path, train: typing.Callable[[], object])
         return fail(command, e)
     except OSError as e:  # a folder that cannot be written: read-only, /proc, a full disk
         where = e.filename or out
-        reason = f"cannot write {where}: {e.strerror or e}; choose another --out"
+        advice = (
+            "make the folder writable to continue its run"
+            if (Path(out) / "last.ckpt").is_file()
+            else "choose another --out"
+        )
+        reason = f"cannot write {where}: {e.strerror or e}; {advice}"
         return fail(command, OSError(reason))
     return 0
 
@@ -215,8 +220,13 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def not_empty(folder: Path) -> bool:
-    return folder.exists() and any(folder.iterdir())
+def workdir_problem(folder: Path) -> ValueError | None:
+    """Why ``folder`` cannot be a work folder (it must be empty or new), or None."""
+    if folder.exists() and not folder.is_dir():
+        return ValueError(f"--workdir {folder} is a file; name an empty or new folder")
+    if folder.exists() and any(folder.iterdir()):
+        return ValueError(f"--workdir {folder} is not empty; name an empty or new folder")
+    return None
 
 
 def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
@@ -224,8 +234,8 @@ def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
 
     from resnet_repro.pipeline import run_cpu_pipeline
 
-    if not_empty(args.workdir):
-        return fail("dev cpu-pipeline", ValueError(f"{args.workdir} is not empty"))
+    if problem := workdir_problem(args.workdir):
+        return fail("dev cpu-pipeline", problem)
     try:
         seconds = run_cpu_pipeline(args.repo.resolve(), args.workdir, seeds=args.seeds)
     except subprocess.CalledProcessError as e:
@@ -246,9 +256,22 @@ def run_rehearse(args: argparse.Namespace) -> int:
 
     from resnet_repro.rehearsal import run_rehearsal
 
-    if not_empty(args.workdir):
-        return fail("rehearse", ValueError(f"{args.workdir} is not empty"))
+    if problem := workdir_problem(args.workdir):
+        return fail("rehearse", problem)
     try:
+        uncommitted = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=args.repo,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+        if uncommitted:
+            print(
+                f"note: the rehearsal runs the committed state of {args.repo}; its "
+                f"{len(uncommitted)} uncommitted change(s) are not in it: commit them to "
+                "rehearse them",
+                file=sys.stderr,
+            )
         seconds = run_rehearsal(args.repo.resolve(), args.workdir)
     except subprocess.CalledProcessError as e:
         return fail("rehearse", RuntimeError(f"{e.cmd} failed with exit status {e.returncode}"))
@@ -264,8 +287,8 @@ def run_rehearse(args: argparse.Namespace) -> int:
 def run_cpu_golden(args: argparse.Namespace) -> int:
     from resnet_repro.pipeline import make_cpu_golden
 
-    if not_empty(args.workdir):
-        return fail("dev cpu-golden", ValueError(f"{args.workdir} is not empty"))
+    if problem := workdir_problem(args.workdir):
+        return fail("dev cpu-golden", problem)
     try:
         make_cpu_golden(args.repo.resolve(), args.workdir, args.seeds, args.table)
     except USER_ERRORS as e:
@@ -306,9 +329,15 @@ def run_fake_archive(args: argparse.Namespace) -> int:
     from resnet_repro.archive_writer import write_fake_cifar10
     from resnet_repro.cifar import md5_of
 
-    path = write_fake_cifar10(
-        args.path, train_per_batch=args.train_per_batch, test_size=args.test_size, seed=args.seed
-    )
+    try:
+        path = write_fake_cifar10(
+            args.path,
+            train_per_batch=args.train_per_batch,
+            test_size=args.test_size,
+            seed=args.seed,
+        )
+    except (DataError, OSError) as e:
+        return fail("dev fake-archive", e)
     print(f"{path} md5 {md5_of(path)}")
     return 0
 
@@ -378,7 +407,7 @@ def command(
     """A subcommand whose handler and full name (e.g. ``stage train``) its errors name."""
     parser = group.add_parser(name, help=help, **kwargs)
     full = f"{group._prog_prefix.removeprefix('resnet-repro').strip()} {name}".strip()
-    parser.set_defaults(handler=handler, name=full)
+    parser.set_defaults(handler=handler, name=full, parser=parser)
     return parser
 
 
@@ -466,7 +495,9 @@ def add_user_commands(commands: argparse._SubParsersAction) -> None:
         default=1 / 6,
         help="share of each class held out as test images (default 1/6, as 10k of 60k)",
     )
-    pack.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    pack.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the split (default 0)"
+    )
 
     compare = command(
         commands,
@@ -634,10 +665,15 @@ def add_dev_commands(tools: argparse._SubParsersAction) -> None:
     )
     fake.add_argument("path", type=Path)
     fake.add_argument(
-        "--train-per-batch", type=positive_int, default=100, help="images per training batch"
+        "--train-per-batch",
+        type=batch_images,
+        default=100,
+        help="images per training batch (1 to 10,000, the official archive's)",
     )
-    fake.add_argument("--test-size", type=positive_int, default=100, help="test images")
-    fake.add_argument("--seed", type=int, default=0)
+    fake.add_argument(
+        "--test-size", type=batch_images, default=100, help="test images (1 to 10,000)"
+    )
+    fake.add_argument("--seed", type=non_negative_int, default=0)
 
     cpu = command(
         tools,
@@ -726,6 +762,22 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def batch_images(text: str) -> int:
+    value = positive_int(text)
+    if value > 10_000:
+        raise argparse.ArgumentTypeError(
+            f"must be at most 10000 (a batch of the official archive), got {value}"
+        )
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
@@ -737,7 +789,9 @@ def main(argv: list[str] | None = None) -> int:
             f"after the subcommand: resnet-repro {' '.join(argv[2:3] or ['train'])} --version "
             f"{argv[1]} ..."
         )
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the subcommand's own usage, not the program's
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 0

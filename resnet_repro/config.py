@@ -479,8 +479,10 @@ class TrainConfig:
         group = self.bn_group_images
         if group and self.batch_size > group and self.batch_size % group:
             raise ConfigError(
-                f"bn_group_images {group} must divide batch_size {self.batch_size}, so that "
-                "every group of a full step is as large"
+                f"batch_size {self.batch_size} is not a multiple of bn_group_images {group} (BN "
+                f"statistics over groups of {group} images, the {self.recipe} recipe's unless "
+                f"given): give --batch-size a multiple of {group}, e.g. "
+                f"{max(group, self.batch_size // group * group)}, or --bn-group-images 0"
             )
         if self.sync_bn and self.bn_group_images:
             raise ConfigError(

@@ -134,6 +134,10 @@ def pack_image_folder(
         seed: seed of the split and of the order within the batches.
     """
     root, out = Path(root), Path(out)
+    if out.is_dir():
+        raise DataError(
+            f"{out} is a folder; name the archive file to write, e.g. {out / 'archive.tar.gz'}"
+        )
     if not 0 <= test_fraction < 1:
         raise DataError(f"test_fraction must be in [0, 1), got {test_fraction}")
     folders = class_folders(root)

@@ -370,11 +370,11 @@ def clone(repo: Path, dest: Path) -> None:
             text=True,
         )
     except FileNotFoundError as e:
-        raise ConfigError("git is not installed; the CPU-scale pipeline runs in a git clone") from e
+        raise ConfigError("git is not installed; this command runs the study in a git clone") from e
     except subprocess.CalledProcessError as e:
         raise ConfigError(
-            f"cannot git clone {repo} (the CPU-scale pipeline runs in a clone of the committed "
-            f"repository): {e.stderr.strip()}"
+            f"cannot git clone {repo}: {e.stderr.strip()} (this command runs the study in a git "
+            "clone of the committed repository: give --repo its folder)"
         ) from e
 
 

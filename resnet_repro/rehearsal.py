@@ -63,6 +63,11 @@ def rehearsal_params(params: dict[str, Any], override: dict[str, Any], md5: str)
 def prepare_rehearsal(workdir: Path) -> dict[str, Any]:
     """In a clone at ``workdir``: write the fake archive and install the override into
     params.yaml; return the override as applied (recorded in ``workdir/rehearsal.json``)."""
+    if not (workdir / OVERRIDE).is_file():
+        raise ConfigError(
+            f"the clone in {workdir} has no {OVERRIDE}: the repository is not this project's (give "
+            "--repo its folder), or the override is not committed"
+        )
     override = yaml.safe_load((workdir / OVERRIDE).read_text())
     fake = (override.get("data") or {}).get("fake")
     source = (override.get("data") or {}).get("source")

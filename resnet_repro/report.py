@@ -84,8 +84,9 @@ def epoch_time_section(runs: dict[str, dict[str, Any]], published: dict[str, flo
     return [
         "## Epoch time",
         "",
-        "Median seconds per continued epoch (all 50,000 training images, no validation), beside "
-        "the seed's (its Figs. 10-11, on its own GPU):",
+        "Median seconds per continued epoch (every training image of the run's data, no "
+        "validation), beside the seed's (its Figs. 10-11: CIFAR-10's 50,000 images on its own "
+        "GPU):",
         "",
         "| run | measured s | seed's s |",
         "|---|---|---|",

@@ -6,6 +6,7 @@ data archive. Each change fails, naming the cell."""
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -438,3 +439,34 @@ def test_its_verdicts_are_the_comparisons_a_misspelled_metric_included(copy):
     verdicts = [c["verdict"] for c in certificate["cells"]]
     assert verdicts == [r["verdict"] for r in compare(tables, Path("results/runs"))["rows"]]
     assert verdicts[-2:] == ["unknown metric", "missing"]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """Each markdown table of ``text`` as its rows' cell counts (a pipe escaped with a
+    backslash stays inside its cell), one list per table."""
+    tables, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(len(re.findall(r"(?<!\\)\|", line)) - 1)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def test_every_table_the_project_writes_has_as_many_cells_in_each_row_as_its_header(study):
+    from resnet_repro.golden import markdown
+
+    comparison = json.loads((study / "results/comparison.json").read_text())
+    report = (study / "results/report/report.md").read_text()
+    texts = {
+        "report.md (certificate section included)": report,
+        "comparison.md": markdown(comparison),
+    }
+    for name, text in texts.items():
+        tables = table_rows(text)
+        assert tables, name
+        for rows in tables:
+            assert rows == [rows[0]] * len(rows), (name, rows)
+    assert "## Certificate" in report and len(table_rows(report)) >= 3
+    assert table_rows("| a | b |\n|---|---|\n| x | y | z |\n") == [[2, 2, 3]]  # it can fail

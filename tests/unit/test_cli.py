@@ -120,7 +120,23 @@ BAD_INPUTS = [
     ("evaluate --run {run} --checkpoints a:b", "expected START:STOP:STEP"),
     ("evaluate --run {run} --checkpoints 7", "no checkpoint model-7.ckpt (found: model-1.ckpt)"),
     ("predict --checkpoint {archive} {archive}", "not a readable checkpoint (it holds something"),
-    ("predict --checkpoint {tmp} {archive}", "no such checkpoint"),
+    ("predict --checkpoint {tmp}/none.ckpt {archive}", "no such checkpoint"),
+    ("predict --checkpoint {tmp} {archive}", "is a folder holding no checkpoint (*.ckpt)"),
+    (
+        "predict --checkpoint {run} {archive}",
+        "is a folder; give one of its checkpoints (last.ckpt, model-1.ckpt)",
+    ),
+    # Trust nothing, say what to do: the lines that misled.
+    (
+        "train --out {tmp}/r --data {archive} --valid-fraction 0.2 --recipe paper "
+        "--batch-size 100000",
+        "batch_size 100000 is not a multiple of bn_group_images 64 (BN statistics over groups "
+        "of 64 images, the paper recipe's unless given): give --batch-size a multiple of 64",
+    ),
+    ("rehearse --workdir {archive}", "is a file; name an empty or new folder"),
+    ("rehearse --workdir {run}", "is not empty; name an empty or new folder"),
+    ("dev cpu-golden --workdir {archive}", "is a file; name an empty or new folder"),
+    ("dev fake-archive {tmp}", "is a folder; name the archive file to write, e.g."),
     ("predict --checkpoint {run}/model-1.ckpt {archive}", "cannot be read as an image"),
     ("fetch --dest {tmp}/d --archive {tmp}/none.tar.gz", "none.tar.gz: archive not found"),
     # The first hour, second pass: settings that trained NaN or were recorded but ignored.
@@ -140,7 +156,7 @@ BAD_INPUTS = [
         "already holds files (run); a new run needs an empty or new folder",
     ),
     ("fetch --dest {archive} --archive {archive}", "--dest is a file; name a folder"),
-    ("dev cpu-pipeline --repo {tmp} --workdir {tmp}/w", "cannot git clone"),
+    ("dev cpu-pipeline --repo {tmp} --workdir {tmp}/w", "give --repo its folder"),
     ("train --out /proc/resnet-repro --data {archive} --valid-fraction 0.2", "cannot write"),
     ("evaluate --run {run} --checkpoints 5:1:1", "5:1:1 names no epoch (START 5 is after STOP 1)"),
     (
@@ -160,6 +176,81 @@ def test_each_bad_input_gets_one_line_and_changes_nothing(
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1, err
     assert files_of(trained_run) == before
+
+
+USAGE_ERRORS = [
+    ("train --out x --bogus", "train", "unrecognized arguments: --bogus"),
+    ("evaluate --run x --bogus", "evaluate", "unrecognized arguments: --bogus"),
+    ("stage train --run a --out b --bogus", "stage train", "unrecognized arguments: --bogus"),
+    ("dev fake-archive a.tar.gz --seed -1", "dev fake-archive", "--seed: must be >= 0, got -1"),
+    ("pack imgs a.tar.gz --seed -1", "pack", "--seed: must be >= 0, got -1"),
+    (
+        "dev fake-archive a.tar.gz --train-per-batch 100000000",
+        "dev fake-archive",
+        "must be at most 10000 (a batch of the official archive), got 100000000",
+    ),
+]
+
+
+@pytest.mark.parametrize(("command", "name", "fragment"), USAGE_ERRORS)
+def test_an_option_mistake_prints_its_commands_own_usage(command, name, fragment, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(command.split())
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(f"usage: resnet-repro {name} ")
+    assert err[-1].startswith(f"resnet-repro {name}: error: ") and fragment in err[-1]
+
+
+def test_an_empty_archive_name_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["dev", "fake-archive", ""]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "resnet-repro dev fake-archive: error: . is a folder; name the archive file to write, "
+        "e.g. archive.tar.gz"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resume_that_cannot_write_its_folder_says_to_make_it_writable(
+    trained_run, monkeypatch, capsys
+):
+    """(As root every folder is writable: the refusal is simulated where training writes.)"""
+    import resnet_repro.train
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(trained_run / "history.jsonl"))
+
+    monkeypatch.setattr(resnet_repro.train, "train", refused)
+    config = str(trained_run / "config.yaml")
+    assert main(["train", "--config", config, "--out", str(trained_run), "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "Permission denied; make the folder writable to continue its run" in err
+
+
+def test_rehearse_says_when_uncommitted_changes_are_not_rehearsed(tmp_path, capsys):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "params.yaml").write_text("runs: {}\n")
+    subprocess.run([*git, "-C", str(repo), "add", "params.yaml"], check=True)
+    subprocess.run([*git, "-C", str(repo), "commit", "-qm", "x"], check=True)
+    (repo / "params.yaml").write_text("runs: {changed: {}}\n")
+    assert main(["rehearse", "--repo", str(repo), "--workdir", str(tmp_path / "w")]) == 1
+    err = capsys.readouterr().err
+    assert "its 1 uncommitted change(s) are not in it: commit them to rehearse them" in err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .endswith(
+            "has no pipeline/rehearsal.yaml: the repository is not this project's (give --repo its "
+            "folder), or the override is not committed"
+        )
+    )
 
 
 def test_a_refused_resume_creates_no_folder(fake_archive, tmp_path, capsys):

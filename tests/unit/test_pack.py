@@ -238,3 +238,15 @@ def test_a_folder_of_16_bit_grey_pngs_packs_scaled_not_clipped(tmp_path):
     packed = pack_image_folder(tmp_path / "imgs", tmp_path / "a.tar.gz", test_fraction=1 / 3)
     x = load_cifar10(packed.path)[0]
     assert (x == 255).mean() < 0.01 and 100 < x.mean() < 155
+
+
+def test_packing_into_an_existing_folder_is_one_line(tmp_path, capsys):
+    image_folder(tmp_path / "imgs")
+    (tmp_path / "out").mkdir()
+    assert main(["pack", str(tmp_path / "imgs"), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "out is a folder; name the archive file to write, e.g. "
+        + str(tmp_path / "out" / "archive.tar.gz")
+    )
+    assert len(err.splitlines()) == 1 and list((tmp_path / "out").iterdir()) == []
