@@ -25,7 +25,8 @@ LAYERS = [
         "step_graph",
         "optim",
     },
-    {"evaluate", "pack", "loader", "saver"},  # metrics; the loop's data and its folder
+    {"pack"},  # image files in (pack's and predict's one reader)
+    {"evaluate", "loader", "saver"},  # metrics; the loop's data and its folder
     {"train"},  # the engine
     {"pipeline", "certificate"},  # the study's stages; its certificate
     {"report", "projection", "rehearsal"},
