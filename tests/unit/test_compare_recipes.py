@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from resnet_repro.archive_writer import write_fake_cifar10
 
 SCRIPT = Path(__file__).resolve().parents[2] / ".ci" / "compare_recipes.py"
@@ -19,6 +21,7 @@ def run(archive, out, *extra):
     )
 
 
+@pytest.mark.large
 def test_smoke_run_compares_both_recipes(tmp_path):
     # 600 training images: enough for the fast recipe's batch of 512.
     archive = write_fake_cifar10(tmp_path / "f.tar.gz", train_per_batch=150, test_size=20)

@@ -14,6 +14,7 @@ pytest.importorskip("pytest_benchmark")
 
 
 @pytest.mark.slow
+@pytest.mark.large
 def test_gpu_check_writes_a_summary(fake_archive, tmp_path):
     out = tmp_path / "gpu-check"
     cmd = [

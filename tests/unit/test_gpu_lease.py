@@ -37,6 +37,7 @@ def jpeg_tar_xz(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.large
 def test_lease_script_packs_checks_and_returns_few_files(jpeg_tar_xz, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

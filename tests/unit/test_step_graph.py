@@ -155,6 +155,7 @@ def test_graph_run_resumed_is_bitwise_equal_to_an_uninterrupted_one(archive, tmp
     assert float(lr) == pytest.approx(0.01)
 
 
+@pytest.mark.large
 def test_graph_path_with_bf16_and_channels_last_learns(archive, tmp_path, graphs):
     fast = config(archive, graphs, cuda_graph=True, precision="bf16", channels_last=True, lr=0.05)
     history = train(fast, tmp_path / "fast")
