@@ -38,7 +38,7 @@ from typing import Any
 from resnet_repro.cifar import OFFICIAL_MD5
 from resnet_repro.config import ConfigError, TrainConfig, load_params
 from resnet_repro.golden import Cell, GoldenError, load_metrics, load_table, lookup, verdict
-from resnet_repro.run_folder import read_history, read_provenance
+from resnet_repro.run_folder import RunFolderError, read_history, read_provenance
 
 FORMAT = 2  # 2: root, runs_dir, metrics_dir, candidates; the environment's digest
 IMAGES_APART = 1  # per 1,000 evaluated images, when the device type differs from the record's
@@ -352,8 +352,6 @@ def verify(path: Path, *, device: str = "auto", say: Callable[[str], None] = pri
 def _verify(
     certificate: dict[str, Any], path: Path, device: str, say: Callable[[str], None]
 ) -> list[str]:
-    from resnet_repro.config import ConfigError
-    from resnet_repro.run_folder import RunFolderError
     from resnet_repro.runtime import resolve_device
 
     try:

@@ -470,3 +470,16 @@ def test_every_table_the_project_writes_has_as_many_cells_in_each_row_as_its_hea
             assert rows == [rows[0]] * len(rows), (name, rows)
     assert "## Certificate" in report and len(table_rows(report)) >= 3
     assert table_rows("| a | b |\n|---|---|\n| x | y | z |\n") == [[2, 2, 3]]  # it can fail
+
+
+def test_a_study_on_the_official_archive_says_so_on_its_first_line():
+    """What fetch verified is what the runs record (test_data_fetch), and the status line
+    flags nothing for a clean study of the official archive's md5, only for other data."""
+    from resnet_repro.certificate import first_line
+    from resnet_repro.cifar import OFFICIAL_MD5
+
+    cells = [{"verdict": "pass", "seeds": {"0": {"data_md5": OFFICIAL_MD5}}}]
+    runs = {"r": [{"rehearsal": False, "segments": [{"code": {"dirty": False}}]}]}
+    assert first_line(cells, runs) == "CERTIFICATE: 1 cells: 1 pass"
+    cells[0]["seeds"]["0"]["data_md5"] = "0d4372a7" + "0" * 24
+    assert first_line(cells, runs).startswith("NOT THE OFFICIAL CIFAR-10 ARCHIVE")
