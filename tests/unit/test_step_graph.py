@@ -206,6 +206,7 @@ def test_lr_stays_one_device_tensor_filled_in_place(archive, tmp_path, graphs):
         assert float(lr) == pytest.approx(0.01 if resume else 0.1)
 
 
+@pytest.mark.large
 def test_graph_path_validates_like_the_eager_path_on_real_images(
     real_subset_config, tmp_path, graphs
 ):

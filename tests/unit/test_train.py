@@ -455,6 +455,7 @@ def test_max_iters_stops_mid_epoch(fake_archive, tmp_path):
     assert (tmp_path / "model-2.ckpt").exists()
 
 
+@pytest.mark.large
 def test_real_subset_short_run_accuracy(real_subset_config, tmp_path):
     """Golden-style check on real images: v1 n=1, paper recipe with the lr divided by 10 after
     two epochs, 3 epochs on 9,000 images of the shared subset, validated on 1,000.
