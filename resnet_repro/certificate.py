@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from resnet_repro.cifar import OFFICIAL_MD5
+from resnet_repro.cifar import OFFICIAL_MD5, sha256_of
 from resnet_repro.config import ConfigError, TrainConfig, load_params
 from resnet_repro.golden import Cell, GoldenError, load_metrics, load_table, lookup, verdict
 from resnet_repro.run_folder import RunFolderError, read_history, read_provenance
@@ -53,14 +53,6 @@ CHECKPOINT_OF = {
 
 class CertificateError(GoldenError):
     """A certificate cannot be read or written; the message names the file."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def environment() -> dict[str, Any]:

@@ -34,7 +34,6 @@ import numpy as np
 from resnet_repro.atomic import write_bytes_atomic
 from resnet_repro.cifar import (
     BATCH_DIR,
-    CHUNK,
     DATA_MEMBERS,
     LABEL_NAMES,
     NUM_CLASSES,
@@ -45,6 +44,7 @@ from resnet_repro.cifar import (
     TRAIN_BATCH_MEMBERS,
     DataError,
     md5_of,
+    sha256_of,
 )
 from resnet_repro.config import ConfigError, TrainConfig
 from resnet_repro.fetch import (
@@ -345,13 +345,7 @@ def _cached_content(cache: Path, content: str, source_md5: str) -> Loaded | None
 
 
 def _sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_of(path) if path.is_file() else None
 
 
 def _write_content(folder: Path, loaded: Loaded) -> None:
