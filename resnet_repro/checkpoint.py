@@ -12,8 +12,10 @@ uses ``torch.load(weights_only=True)``, which refuses anything but tensors and p
 from __future__ import annotations
 
 import hashlib
+import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from resnet_repro.atomic import write_atomic
 from resnet_repro.config import TrainConfig
@@ -34,8 +36,18 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     CheckpointError naming the file."""
     import torch
 
+    _write_checkpoint(path, lambda f: torch.save(state, f))
+
+
+def copy_checkpoint(source: Path, path: Path) -> None:
+    """Copy the checkpoint ``source`` to ``path``, atomically as ``save_checkpoint``."""
+    with open(source, "rb") as src:
+        _write_checkpoint(path, lambda f: shutil.copyfileobj(src, f))
+
+
+def _write_checkpoint(path: Path, write: Callable[[BinaryIO], object]) -> None:
     try:
-        write_atomic(path, lambda f: torch.save(state, f))
+        write_atomic(path, write)
     except (OSError, RuntimeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} written"

@@ -143,8 +143,11 @@ def run_rehearsal(repo: Path, workdir: Path, *, echo: bool = True) -> float:
     is incomplete (``subprocess.CalledProcessError`` when a stage fails)."""
     clone(repo, workdir)
     prepare_rehearsal(workdir)
-    start = time.perf_counter()
     out = None if echo else subprocess.DEVNULL
+    # The cache links its copies of the checkpoints instead of copying them: the rehearsal's
+    # checkpoints are the study's, thousands of them, and a second copy would double its disk.
+    subprocess.run(["dvc", "config", "--local", "cache.type", "hardlink"], check=True, cwd=workdir)
+    start = time.perf_counter()
     subprocess.run(["dvc", "repro"], check=True, cwd=workdir, stdout=out)
     seconds = time.perf_counter() - start
     problems = check_rehearsal(workdir)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from resnet_repro.checkpoint import load_checkpoint, save_checkpoint
+from resnet_repro.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from resnet_repro.config import ConfigError, TrainConfig
 from resnet_repro.run_folder import (
     HISTORY,
@@ -50,12 +50,17 @@ class CheckpointSaver:
     Args:
         folder: the run folder.
         checkpoint_every: a numbered checkpoint every this many epochs (and at the last).
+        last_every: last.ckpt every this many epochs (and with each numbered checkpoint); a
+            kill loses at most the epochs since.
         writes: whether this process writes files (rank 0 of a torchrun job alone does).
     """
 
-    def __init__(self, folder: Path, *, checkpoint_every: int, writes: bool = True) -> None:
+    def __init__(
+        self, folder: Path, *, checkpoint_every: int, last_every: int = 1, writes: bool = True
+    ) -> None:
         self.folder = Path(folder)
         self.checkpoint_every = checkpoint_every
+        self.last_every = last_every
         self.writes = writes
         self.saved_epoch: int | None = None  # the newest epoch a checkpoint holds
 
@@ -127,11 +132,13 @@ class CheckpointSaver:
         written."""
         epoch = record["epoch"]
         append_history(self.folder / HISTORY, record)
-        snapshot = state()
         numbered = epoch % self.checkpoint_every == 0 or final
         if numbered:
-            save_checkpoint(self.folder / f"model-{epoch}.ckpt", snapshot)
+            path = self.folder / f"model-{epoch}.ckpt"
+            save_checkpoint(path, state())
             self.saved_epoch = epoch  # a resume continues from it (newest_checkpoint)
-        save_checkpoint(self.last, snapshot)
-        self.saved_epoch = epoch
+            copy_checkpoint(path, self.last)  # the same bytes, without pickling them again
+        elif epoch % self.last_every == 0:
+            save_checkpoint(self.last, state())
+            self.saved_epoch = epoch
         return numbered

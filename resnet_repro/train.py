@@ -119,7 +119,12 @@ class Trainer:
         self.config = config.validate()
         self.dist = dist if dist is not None else Distributed.from_env()
         self.saver = CheckpointSaver(
-            Path(out_dir), checkpoint_every=config.checkpoint_every, writes=self.dist.is_main
+            Path(out_dir),
+            checkpoint_every=config.checkpoint_every,
+            # A rehearsal's last.ckpt only where a numbered one is due: a resume is all that
+            # reads it, and a pickled 164-layer state per step is most of a rehearsal's time.
+            last_every=config.checkpoint_every if config.is_rehearsal else 1,
+            writes=self.dist.is_main,
         )
         if config.cuda_graph and self.dist.world_size > 1:
             raise ConfigError(

@@ -190,24 +190,46 @@ def test_kill_between_epoch_checkpoint_and_last_loses_no_checkpoint(
     epoch's checkpoint exists at the end, equal to an uninterrupted run's."""
     config = tiny_config(fake_archive, epochs=3, checkpoint_every=1)
     train(config, tmp_path / "whole")
-    real_save = saver_module.save_checkpoint
+    real_copy = saver_module.copy_checkpoint
 
-    def killed_before_last(path, state):
-        if path.name == "last.ckpt" and state["epoch"] == 2:
+    def killed_before_last(source, path):
+        if source.name == "model-2.ckpt":
             raise KeyboardInterrupt("killed between model-2.ckpt and last.ckpt")
-        real_save(path, state)
+        real_copy(source, path)
 
-    monkeypatch.setattr(saver_module, "save_checkpoint", killed_before_last)
+    monkeypatch.setattr(saver_module, "copy_checkpoint", killed_before_last)
     with pytest.raises(
         TrainingInterrupted, match=r"holds a checkpoint of epoch 2: rerun with --res"
     ):
         train(config, tmp_path / "part")
     assert load_checkpoint(tmp_path / "part/last.ckpt")["epoch"] == 1
     assert (tmp_path / "part/model-2.ckpt").is_file()
-    monkeypatch.setattr(saver_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(saver_module, "copy_checkpoint", real_copy)
     train(config, tmp_path / "part", resume=True)
     for name in ("model-1.ckpt", "model-2.ckpt", "model-3.ckpt", "last.ckpt"):
         assert weights_digest(tmp_path / "part" / name) == weights_digest(tmp_path / "whole" / name)
+
+
+@pytest.mark.parametrize("rehearsal", [False, True])
+def test_each_state_is_pickled_once_and_a_rehearsal_only_where_numbered(
+    fake_archive, tmp_path, monkeypatch, rehearsal
+):
+    """last.ckpt is written every epoch (a rehearsal's only with a numbered checkpoint, which
+    nothing but a resume would read), and at a numbered epoch it is a copy of model-N.ckpt."""
+    saved = []
+    real_save = saver_module.save_checkpoint
+    monkeypatch.setattr(
+        saver_module,
+        "save_checkpoint",
+        lambda path, state: [saved.append(path.name), real_save(path, state)],
+    )
+    amounts = {"limit_train_batches": 2} if rehearsal else {}
+    train(tiny_config(fake_archive, epochs=5, checkpoint_every=2, **amounts), tmp_path)
+    numbered = ["model-2.ckpt", "model-4.ckpt", "model-5.ckpt"]
+    assert saved == (
+        numbered if rehearsal else ["last.ckpt", *numbered[:1], "last.ckpt", *numbered[1:]]
+    )
+    assert (tmp_path / "last.ckpt").read_bytes() == (tmp_path / "model-5.ckpt").read_bytes()
 
 
 def test_kill_before_the_first_last_ckpt_resumes_from_model_1(fake_archive, tmp_path, monkeypatch):
@@ -215,19 +237,17 @@ def test_kill_before_the_first_last_ckpt_resumes_from_model_1(fake_archive, tmp_
     model-1.ckpt instead of refusing a folder it also refuses to overwrite."""
     config = tiny_config(fake_archive, epochs=3, checkpoint_every=1)
     train(config, tmp_path / "whole")
-    real_save = saver_module.save_checkpoint
+    real_copy = saver_module.copy_checkpoint
 
-    def killed_before_last(path, state):
-        if path.name == "last.ckpt":
-            raise KeyboardInterrupt("killed between model-1.ckpt and last.ckpt")
-        real_save(path, state)
+    def killed_before_last(source, path):
+        raise KeyboardInterrupt("killed between model-1.ckpt and last.ckpt")
 
-    monkeypatch.setattr(saver_module, "save_checkpoint", killed_before_last)
+    monkeypatch.setattr(saver_module, "copy_checkpoint", killed_before_last)
     with pytest.raises(TrainingInterrupted, match="holds a checkpoint of epoch 1: rerun with"):
         train(config, tmp_path / "part")
     assert (tmp_path / "part/model-1.ckpt").is_file()
     assert not (tmp_path / "part/last.ckpt").exists()
-    monkeypatch.setattr(saver_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(saver_module, "copy_checkpoint", real_copy)
     train(config, tmp_path / "part", resume=True)
     assert weights_digest(tmp_path / "part/last.ckpt") == weights_digest(
         tmp_path / "whole/last.ckpt"
