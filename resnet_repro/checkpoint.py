@@ -11,6 +11,7 @@ uses ``torch.load(weights_only=True)``, which refuses anything but tensors and p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 from collections.abc import Callable
@@ -106,13 +107,14 @@ def check_architecture(
     """CheckpointError listing each architecture field where ``state`` and ``config`` differ,
     with what to do: for a resume, the network options that continue the checkpoint's run;
     for an evaluation, that the run folder's config.yaml and its checkpoint disagree."""
-    saved = state["config"]
-    differ = [k for k in config.architecture_fields() if saved.get(k) != getattr(config, k)]
-    diff = [f"{k} {saved.get(k)!r} (checkpoint) vs {getattr(config, k)!r} (run)" for k in differ]
+    # A field a checkpoint predates has the value every run then had: its default (init he).
+    saved = {**dataclasses.asdict(TrainConfig()), **state["config"]}
+    differ = [k for k in config.architecture_fields() if saved[k] != getattr(config, k)]
+    diff = [f"{k} {saved[k]!r} (checkpoint) vs {getattr(config, k)!r} (run)" for k in differ]
     if not diff:
         return
     if resuming:
-        options = " ".join(option(k, saved.get(k)) for k in differ)
+        options = " ".join(option(k, saved[k]) for k in differ)
         advice = f"resume with {options} to continue it, or train into another --out"
     else:
         advice = (

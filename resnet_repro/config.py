@@ -6,8 +6,10 @@ nothing else. A recipe is a named set of field values applied before the user's 
 * ``seed``: the seed report's protocol, quirks included: Adam, a constant learning rate, 200
   epochs on the first 45,000 training images with checkpoints every 10 (validated at 160-200),
   then 10 more epochs on all 50,000 from the epoch-200 model, which is the model tested (its
-  Figs. 10-11); BN momentum argument 0.997 where its ``batch_norm_relu_layer`` was used (Fig. 4).
-  Assumptions, not in the report: lr 1e-3, batch 128 and weight decay 0 (see ``RECIPES``).
+  Figs. 10-11); BN momentum argument 0.997 where its ``batch_norm_relu_layer`` was used (Fig. 4);
+  PyTorch's default initialization, as its code ran. Assumptions, each marked ASSUMPTION in
+  ``RECIPES`` with the other reading: lr 1e-3, weight decay 0, the 3x3 bottleneck stride, the
+  0.997 momentum in v2's output layer (and batch 128, the skeleton's default).
 * ``paper``: He et al. 2015, Sec. 4.2 (SGD momentum 0.9, weight decay 1e-4, batch 128, lr 0.1
   divided by 10 at 32k and 48k iterations, stop at 64k iterations; lr 0.01 for the first 400
   iterations when depth >= 110; identity shortcuts with zero padding; per-pixel mean
@@ -53,14 +55,20 @@ RECIPES: dict[str, dict[str, Any]] = {
         # convolution and in v2's output layer only; the blocks and shortcuts build
         # nn.BatchNorm2d with PyTorch's default 0.1 (Figs. 5-7). Fig. 3, the bottleneck block,
         # shows no code: assumed nn.BatchNorm2d as in Figs. 5 and 7.
+        # ASSUMPTION (v2): 0.997 in v2's output layer too, as the skeleton builds it there.
+        # Other reading: 0.1, since the seed's text calls batch_norm_relu_layer v1's.
         "bn_momentum": 0.1,
         "start_output_bn_momentum": 0.997,
         # Fig. 7: nn.BatchNorm2d after the projection's 1x1 convolution.
         "v2_projection_bn": True,
-        # Assumed: the 3x3 convolution strides, as in TensorFlow's official ResNet that the
+        # ASSUMPTION: the 3x3 convolution strides, as in TensorFlow's official ResNet that the
         # skeleton follows (Fig. 3 shows no code; Fig. 7 passes strides=1 to the first block
         # of stacks 1 and 2, a bug: the text says each stack after the first downsamples).
+        # Other reading: the first 1x1, as He et al.'s released code.
         "bottleneck_stride": "3x3",
+        # Neither the figures nor the skeleton's ResNet.__init__ initialize a weight: the
+        # seed's code (PyTorch, nn.Conv2d throughout) ran PyTorch's defaults.
+        "init": "pytorch",
         "bn_group_images": 0,  # one GPU: BN over the whole batch
         "normalization": "per_image",
         "epochs": 200,  # "200 epochs", validated at checkpoints 160-200 (Figs. 10-11)
@@ -89,9 +97,15 @@ RECIPES: dict[str, dict[str, Any]] = {
         # drops its last 72 images (45,000 = 351 x 128 + 72; 50,000 = 390 x 128 + 80).
         "drop_last": True,
         "optimizer": "adam",  # the report: Adam
-        # Assumed: lr 1e-3 and weight decay 0, Adam's defaults; the report gives neither.
+        # ASSUMPTION: lr 1e-3, torch.optim.Adam's default; neither the report nor the skeleton
+        # gives one for Adam. Other reading: none sourced (the skeleton's 0.1 is SGD's); the
+        # setting-variants table measures 1e-2.
         "lr": 1e-3,
         "momentum": 0.9,
+        # ASSUMPTION: weight decay 0, reading "Adam eliminates the need for manual weight decay
+        # adjustments" as none. Other reading: 2e-4, the skeleton's --weight_decay default
+        # ("Don't forget L2 weight decay", its Model.py), passed to Adam; docs/recipes.md runs
+        # the study under it as a DVC experiment.
         "weight_decay": 0.0,
         "nesterov": False,
         "schedule": "constant",
@@ -118,6 +132,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         # convolution on the pre-activated input (no BN), and the first 1x1 convolution strides.
         "v2_projection_bn": False,
         "bottleneck_stride": "1x1",
+        # "We initialize the weights as in [13]" (He et al. 2015, 4.2): normal, std
+        # sqrt(2/n); the authors' fb.resnet.torch code takes n over the output channels
+        # (ConvInit: kW*kH*nOutputPlane) and zeroes the fully connected bias.
+        "init": "he",
         # "mini-batch size of 128 on two GPUs": each BN saw 64 images, whatever the world size.
         "bn_group_images": 64,
         "normalization": "pixel_mean",  # "with the per-pixel mean subtracted"
@@ -153,6 +171,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "start_output_bn_momentum": 0.1,
         "v2_projection_bn": False,
         "bottleneck_stride": "3x3",
+        "init": "he",
         "bn_group_images": 0,
         "normalization": "per_image",
         "epochs": 40,
@@ -307,6 +326,14 @@ class TrainConfig:
         choices=("3x3", "1x1"),
         role="architecture",
         speed=True,
+    )
+    init: str = _recipe_setting(
+        "init",
+        "weight initialization: he, normal std sqrt(2/fan_out) convolutions and a zero fully "
+        "connected bias (He et al.'s released code); pytorch, nn.Conv2d's and nn.Linear's own "
+        "defaults (the seed's code)",
+        choices=("he", "pytorch"),
+        role="architecture",
     )
     bn_group_images: int = _recipe_setting(
         "bn_group_images",

@@ -1,15 +1,19 @@
-"""CIFAR preprocessing: the seed's per-image augmentation (its Fig. 1), deterministic, and its
-batched tensor form used by the training loop.
+"""CIFAR preprocessing: the crop-and-flip augmentation, deterministic, in its batched tensor
+form used by the training loop, and the two normalizations, each in its recipe's order.
 
 Training augmentation: zero-pad 4 pixels on every side, crop a 32x32 window at an offset drawn
-uniformly from {0..8}^2, flip horizontally with probability 1/2. Then one of two
-normalizations (``Normalization``, a recipe setting stored with each run):
+uniformly from {0..8}^2, flip horizontally with probability 1/2. The normalization
+(``Normalization``, a recipe setting stored with each run) decides the order:
 
-* ``per_image`` (the seed's): per-image, per-channel standardization (mean over HxW,
-  population std); a constant channel becomes zeros where the seed divided by zero.
+* ``per_image`` (the seed's Fig. 1): crop the zero-padded raw image, then standardize the crop
+  per image and channel (mean over HxW, population std); a constant channel becomes zeros where
+  the seed divided by zero.
 * ``pixel_mean`` (He et al. 2015): pixel values scaled to [0, 1], minus the training set's
-  per-pixel mean. The papers give no scale; the BN after the first convolution makes the
-  network insensitive to it (except through that layer's weight decay).
+  per-pixel mean, then padded with zeros, cropped and flipped, as the authors' released
+  pipeline (fb.resnet.torch ``datasets/cifar10.lua``: ColorNormalize, HorizontalFlip,
+  RandomCrop(32, 4) padding with zeros): the border is the mean colour, and each pixel loses the
+  mean of its own position. The papers give no scale; the BN after the first convolution makes
+  the network insensitive to it (except through that layer's weight decay).
 
 ``crop_flip`` / ``augment_batch`` / ``standardize`` work on a batch ``[N, 3, 32, 32]`` as a
 torch tensor on any device, random draws from a ``torch.Generator`` on that device; no Python
@@ -162,6 +166,14 @@ class Normalization:
         _check_batch(images)
         assert self.pixel_mean is not None
         return images.to(torch.float32).div_(255.0).sub_(self.pixel_mean)
+
+    def train_input(self, images: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
+        """The network input for training images cropped at ``offsets`` and flipped where
+        ``flips`` (as ``crop_flip_unchecked``), in this normalization's order (module
+        docstring): ``per_image`` after the crop, ``pixel_mean`` before the zero padding."""
+        if self.kind == "per_image":
+            return self(crop_flip_unchecked(images, offsets, flips))
+        return crop_flip_unchecked(self(images), offsets, flips)
 
     def state(self) -> dict[str, Any]:
         """Plain values and a CPU tensor, for a checkpoint."""

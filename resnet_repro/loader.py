@@ -19,7 +19,7 @@ from torch import Tensor
 from resnet_repro.config import TrainConfig
 from resnet_repro.data import Splits
 from resnet_repro.distributed import Distributed
-from resnet_repro.image_utils import Normalization, crop_flip_unchecked, draw_crop_flip
+from resnet_repro.image_utils import Normalization, draw_crop_flip
 from resnet_repro.runtime import to_device
 
 
@@ -96,7 +96,7 @@ class DeviceLoader:
             offsets, flips = draw_crop_flip(len(batch), self.augment_gen)
             shard = self.dist.shard(len(batch))
             idx = batch[shard]
-            x = self.normalize(crop_flip_unchecked(x_epoch[idx], offsets[shard], flips[shard]))
+            x = self.normalize.train_input(x_epoch[idx], offsets[shard], flips[shard])
             if self.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y_epoch[idx], len(idx) * world / len(batch)

@@ -11,7 +11,7 @@ Structure (n = ``resnet_size``, f = ``first_num_filters``):
   ``BottleneckBlock`` with 4f, 8f, 16f outputs, a final BN-ReLU, pool, fully connected layer.
   Depth 9n+2.
 
-Three details differ between the code that produced the two tables this project reproduces,
+Four details differ between the code that produced the two tables this project reproduces,
 and are settings here, not forks of the network:
 
 * which convolution of a downsampling bottleneck strides (``bottleneck_stride``): the 3x3, as
@@ -22,7 +22,12 @@ and are settings here, not forks of the network:
 * the momentum of the BN-ReLU after v1's first convolution and before v2's pooling
   (``start_output_bn_momentum``): the seed's ``batch_norm_relu_layer`` (Fig. 4, momentum 0.997)
   was used there only; its blocks and shortcuts built ``nn.BatchNorm2d`` with PyTorch's
-  default (Figs. 5-7).
+  default (Figs. 5-7);
+* the initialization (``init``): ``pytorch``, the defaults of ``nn.Conv2d`` and ``nn.Linear``
+  (uniform, bound 1/sqrt(fan_in)), which the seed's code ran, since neither its figures nor its
+  skeleton initialize a weight; or ``he``, as the authors' released code
+  (fb.resnet.torch ``models/resnet.lua``, on which resnet-1k-layers is built): convolutions
+  normal with std sqrt(2/fan_out) (its ``ConvInit``), the fully connected bias zero.
 
 The first block of stacks 2 and 3 halves the spatial size (stride 2). Where a block changes
 the shape, v1's shortcut is one of He et al. 2015's options: ``A``, the identity subsampled
@@ -67,6 +72,7 @@ from torch import Tensor, nn
 VERSIONS = (1, 2)
 SHORTCUTS = ("A", "B")
 BOTTLENECK_STRIDES = ("3x3", "1x1")
+INITS = ("he", "pytorch")
 IMAGE_SHAPE = (3, 32, 32)
 
 
@@ -288,6 +294,7 @@ class ResNet(nn.Module):
         bottleneck_stride: which convolution of a downsampling v2 block strides, ``"3x3"`` or
             ``"1x1"`` (the first).
         v2_projection_bn: a BN after the 1x1 convolution of v2's projection shortcuts.
+        init: ``"he"`` or ``"pytorch"`` (see ``reset_parameters``).
         generator: source of every random draw of the initialization. ``None`` uses a fresh
             generator seeded with 0, so building a network is deterministic and never reads
             or advances the global RNG.
@@ -305,6 +312,7 @@ class ResNet(nn.Module):
         shortcut: str = "B",
         bottleneck_stride: str = "3x3",
         v2_projection_bn: bool = False,
+        init: str = "he",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -329,6 +337,8 @@ class ResNet(nn.Module):
             raise ValueError(
                 f"ResNet: bottleneck_stride must be 3x3 or 1x1, got {bottleneck_stride!r}"
             )
+        if init not in INITS:
+            raise ValueError(f"ResNet: init must be he or pytorch, got {init!r}")
         if shortcut not in SHORTCUTS or (version == 2 and shortcut != "B"):
             raise ValueError(
                 f"ResNet: shortcut must be A or B for v1 and B for v2, got {shortcut!r}"
@@ -364,25 +374,33 @@ class ResNet(nn.Module):
             self.output_layer = OutputLayer(
                 in_channels, num_classes, pre_activation=version == 2, **edge_bn
             )
-        self.reset_parameters(generator)
+        self.reset_parameters(init, generator)
 
-    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """He (fan_out) normal init for convolutions, BN weight 1 / bias 0, and PyTorch's
-        default uniform init for the fully connected layer, all drawn from ``generator``."""
+    def reset_parameters(self, init: str = "he", generator: torch.Generator | None = None) -> None:
+        """Every weight drawn from ``generator``, in module order. BN weight 1, bias 0. The
+        fully connected weight uniform in +-1/sqrt(fan_in) (PyTorch's and Torch7's default).
+        Convolutions: ``"he"``, normal with std sqrt(2/fan_out) (fb.resnet.torch's ConvInit),
+        and the fully connected bias 0 (its ``v.bias:zero()``); ``"pytorch"``, PyTorch's own
+        ``kaiming_uniform_(a=sqrt(5))``, bound 1/sqrt(fan_in), and a uniform bias."""
         if generator is None:
             generator = torch.Generator().manual_seed(0)
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, nn.Conv2d) and init == "he":
                 nn.init.kaiming_normal_(
                     module.weight, mode="fan_out", nonlinearity="relu", generator=generator
                 )
+            elif isinstance(module, nn.Conv2d):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
                 bound = 1.0 / math.sqrt(module.in_features)
                 nn.init.uniform_(module.weight, -bound, bound, generator=generator)
-                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+                if init == "he":
+                    nn.init.zeros_(module.bias)
+                else:
+                    nn.init.uniform_(module.bias, -bound, bound, generator=generator)
 
     @property
     def depth(self) -> int:

@@ -207,6 +207,7 @@ SUMMARY = (
     "test_acc_final",
     "test_acc_continued",
     "continued_epoch_seconds",
+    "continued_last_batch_loss",
 )
 
 
@@ -218,8 +219,9 @@ def seed_metrics(run: Path, epochs: list[int], device: str) -> dict[str, Any]:
 
     A run with ``continue_epochs`` (the seed's protocol) also has the test accuracy of the model
     it ends with, after those epochs on every training image (``test_acc_continued``: what the
-    seed tested, its Figs. 10-11), and the median duration of those epochs
-    (``continued_epoch_seconds``: the seed's "Duration" lines); None for other runs."""
+    seed tested, its Figs. 10-11), and the medians over those epochs of their duration
+    (``continued_epoch_seconds``: the seed's "Duration" lines) and of their last step's loss
+    (``continued_last_batch_loss``: its "Loss" lines); None for other runs."""
     paths = dict(zip(epochs, checkpoint_paths(run, epochs), strict=True))
     expected = TrainConfig.load(run / "config.yaml")
     continued = None
@@ -240,11 +242,10 @@ def seed_metrics(run: Path, epochs: list[int], device: str) -> dict[str, Any]:
         if final == chosen
         else loss_and_accuracy(paths[final], *data["test"], expected=expected)[1]
     )
-    continued_seconds = [
-        h["train_seconds"]
-        for h in read_history(run / "history.jsonl")
-        if h["epoch"] > expected.epochs
-    ]
+    after = [h for h in read_history(run / "history.jsonl") if h["epoch"] > expected.epochs]
+    continued_seconds = [h["train_seconds"] for h in after]
+    # Histories written before it was recorded have no last step's loss.
+    continued_losses = [h["last_batch_loss"] for h in after if "last_batch_loss" in h]
     return {
         "valid_acc_final": valid[final],
         "valid_acc_chosen": valid[chosen],
@@ -257,6 +258,9 @@ def seed_metrics(run: Path, epochs: list[int], device: str) -> dict[str, Any]:
         ),
         "continued_epoch_seconds": (
             statistics.median(continued_seconds) if continued_seconds else None
+        ),
+        "continued_last_batch_loss": (
+            statistics.median(continued_losses) if continued_losses else None
         ),
         "chosen_epoch": chosen,
         "final_epoch": final,

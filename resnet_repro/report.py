@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -57,39 +58,54 @@ def measured_text(metrics: dict[str, Any] | None, metric: str, row: dict | None)
     return f"{value:.4f}" + (f" ({statistic} of {seeds})" if seeds > 1 else "")
 
 
-def golden_epoch_seconds(params: dict[str, Any]) -> dict[str, float]:
-    """The golden tables' ``epoch_seconds``: a run's published epoch duration (the seed's)."""
-    seconds: dict[str, float] = {}
+def golden_epochs(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the golden tables record of the seed's continued epochs, per run:
+    ``epoch_seconds`` (its "Duration" lines' median) and ``logged_loss`` (its "Loss" lines)."""
+    published: dict[str, dict[str, Any]] = {"epoch_seconds": {}, "logged_loss": {}}
     for table in str(params.get("compare", {}).get("golden", "")).split():
         path = Path(table)
         doc = yaml.safe_load(path.read_text()) if path.exists() else None
-        if isinstance(doc, dict):
-            seconds.update(doc.get("epoch_seconds") or {})
-    return seconds
+        for key, values in published.items():
+            if isinstance(doc, dict):
+                values.update(doc.get(key) or {})
+    return published
 
 
-def epoch_time_section(runs: dict[str, dict[str, Any]], published: dict[str, float]) -> list[str]:
-    """Each continued run's median epoch duration (epochs on every training image, no
-    validation), beside the published one where there is one: the seed's "Duration" lines."""
+def epoch_section(
+    runs: dict[str, dict[str, Any]], published: dict[str, dict[str, Any]]
+) -> list[str]:
+    """Each continued run's epochs as the seed logged them (its "Epoch N Loss L Duration S"
+    lines): the median seconds and the median last mini-batch loss of the continued epochs,
+    each beside the seed's where it published one."""
+    seconds, losses = published["epoch_seconds"], published["logged_loss"]
     rows = []
     for name, run in runs.items():
-        measured = (run["metrics"] or {}).get("continued_epoch_seconds")
-        if measured is None and name not in published:
+        metrics = run["metrics"] or {}
+        measured = (
+            metrics.get("continued_epoch_seconds"),
+            metrics.get("continued_last_batch_loss"),
+        )
+        if measured == (None, None) and name not in seconds and name not in losses:
             continue
-        ours = "missing" if measured is None else f"{measured:.1f}"
-        theirs = f"{published[name]:.1f}" if name in published else "no reference"
-        rows.append(f"| {name} | {ours} | {theirs} |")
+        cells = [
+            "missing" if measured[0] is None else f"{measured[0]:.1f}",
+            f"{seconds[name]:.1f}" if name in seconds else "no reference",
+            "missing" if measured[1] is None else f"{measured[1]:.4f}",
+            f"{statistics.median(losses[name]):.4f}" if name in losses else "no reference",
+        ]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     if not rows:
         return []
     return [
-        "## Epoch time",
+        "## Continued epochs",
         "",
-        "Median seconds per continued epoch (every training image of the run's data, no "
-        "validation), beside the seed's (its Figs. 10-11: CIFAR-10's 50,000 images on its own "
-        "GPU):",
+        "Medians over the continued epochs (every training image of the run's data, no "
+        "validation) of their seconds and of their last mini-batch's loss (what the seed logged "
+        "as an epoch's Loss: one batch, so it jumps from epoch to epoch), beside the seed's (its "
+        "Figs. 10-11: CIFAR-10's 50,000 images on its own GPU):",
         "",
-        "| run | measured s | seed's s |",
-        "|---|---|---|",
+        "| run | measured s | seed's s | measured last-batch loss | seed's logged loss |",
+        "|---|---|---|---|---|",
         *rows,
         "",
     ]
@@ -193,7 +209,7 @@ def write_report(
     fig.savefig(out_dir / "accuracy-vs-depth.png", dpi=100)
     plt.close(fig)
     lines += ["## Accuracy against depth", "", "![accuracy vs depth](accuracy-vs-depth.png)", ""]
-    lines += epoch_time_section(runs, golden_epoch_seconds(params))
+    lines += epoch_section(runs, golden_epochs(params))
     if certificate is not None:
         lines += ["", certificate_markdown(certificate)]
     report = out_dir / "report.md"

@@ -121,5 +121,6 @@ def build_model(config: TrainConfig, *, generator: torch.Generator | None = None
         shortcut=config.shortcut,
         bottleneck_stride=config.bottleneck_stride,
         v2_projection_bn=config.v2_projection_bn,
+        init=config.init,
         generator=generator,
     )

@@ -341,7 +341,7 @@ class Trainer:
             per_epoch = epoch_steps(self.config, self.loader.images(epoch), self.dist.world_size)
             steps = min(per_epoch, self.total_steps - self.global_step)
             start = time.perf_counter()
-            train_loss, train_acc, images = self.train_epoch(epoch, steps)
+            train_loss, train_acc, images, last_batch_loss = self.train_epoch(epoch, steps)
             train_seconds = time.perf_counter() - start
             self.epoch = epoch
             if not saver.writes:
@@ -359,6 +359,7 @@ class Trainer:
                 "step": self.global_step,
                 "train_loss": train_loss,
                 "train_acc": train_acc,
+                "last_batch_loss": last_batch_loss,
                 "valid_loss": valid_loss,
                 "valid_acc": valid_acc,
                 # The learning rate the next step will take.
@@ -368,7 +369,8 @@ class Trainer:
                 "images_per_s": images / train_seconds,  # training only
             }
             history.append(record)
-            self._say(f"Epoch {epoch} Loss {train_loss:.6f} Duration {seconds:.3f} seconds.")
+            # The seed's line, whose "Loss" was its epoch's last mini-batch loss.
+            self._say(f"Epoch {epoch} Loss {last_batch_loss:.6f} Duration {seconds:.3f} seconds.")
             if saver.save_epoch(record, self.state, final=self._finished()):
                 self._say("Checkpoint has been created.")
         return history
@@ -390,11 +392,13 @@ class Trainer:
             "world_size": self.dist.world_size,
         }
 
-    def train_epoch(self, epoch: int, steps: int) -> tuple[float, float, int]:
+    def train_epoch(self, epoch: int, steps: int) -> tuple[float, float, int, float]:
         """``steps`` optimizer steps of epoch ``epoch`` (the loader's batches of its images);
-        returns the mean loss, the accuracy and the number of images seen."""
+        returns the mean loss, the accuracy, the number of images seen and the last step's
+        loss (what the seed logged as an epoch's "Loss")."""
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
+        last_sum, last_seen = torch.zeros((), device=self.device), 0
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         step = torch.full((), self.global_step, device=self.device, dtype=torch.long)
         bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
@@ -407,15 +411,22 @@ class Trainer:
             loss, logits = self.train_step(x, y, loss_weight)
             step += 1
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step, bad_step)
-            loss_sum += loss * len(y)
+            last_sum, last_seen = loss.detach().float() * len(y), len(y)
+            loss_sum += last_sum
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
             bar.update()
         bar.close()
         totals = torch.stack(
-            [loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=self.device)]
+            [
+                loss_sum,
+                correct.to(loss_sum.dtype),
+                torch.tensor(float(seen), device=self.device),
+                last_sum,
+                torch.tensor(float(last_seen), device=self.device),
+            ]
         )
-        loss_sum, correct, total = self.dist.sum(totals)
+        loss_sum, correct, total, last_sum, last_seen = self.dist.sum(totals)
         bad_step = self.dist.max(bad_step)
         if int(bad_step) >= 0:
             raise TrainingError(
@@ -425,7 +436,8 @@ class Trainer:
                 else f"loss became NaN/inf at epoch {epoch}, step {int(bad_step)}, before any "
                 "checkpoint was written; lower --lr or check the data"
             )
-        return float(loss_sum) / float(total), float(correct) / float(total), int(total)
+        mean_loss, accuracy = float(loss_sum) / float(total), float(correct) / float(total)
+        return mean_loss, accuracy, int(total), float(last_sum) / float(last_seen)
 
     def train_step(self, x: Tensor, y: Tensor, loss_weight: float = 1.0) -> tuple[Tensor, Tensor]:
         """The step at ``global_step``: its lr, then one optimizer step on the normalized batch

@@ -1,6 +1,7 @@
 """The comparator on crafted tables, and the committed golden tables' own validity."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,14 @@ def test_seed_table_holds_the_reports_numbers():
     assert {(c.sigma_run, c.k) for c in cells} == {(0.5, 3.0)}
     doc = yaml.safe_load((TABLES / "seed.yaml").read_text())
     assert doc["epoch_seconds"] == {"seed-v1-n18": 74.83, "seed-v2-n18": 93.36}
+    # The seed's "Loss" lines, Figs. 10-11 (report lines 288-297 and 322-331).
+    seed_report = Path(__file__).parents[3] / "shared/seed/resnet-cifar10-assignment-report.txt"
+    if seed_report.exists():
+        logged = re.findall(r"^Epoch \d+ Loss ([\d.]+) Duration", seed_report.read_text(), re.M)
+        assert [float(x) for x in logged] == doc["logged_loss"]["seed-v1-n18"] + doc["logged_loss"][
+            "seed-v2-n18"
+        ]
+    assert len(doc["logged_loss"]["seed-v1-n18"]) == len(doc["logged_loss"]["seed-v2-n18"]) == 10
 
 
 def test_paper_table_holds_he_et_al_and_no_invented_numbers():

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy_reference import crop_flip_image, preprocess_image
 
-from resnet_repro.image_utils import augment_batch, crop_flip, standardize
+from resnet_repro.image_utils import Normalization, augment_batch, crop_flip, standardize
 
 uint8_images = arrays(np.uint8, (32, 32, 3), elements=st.integers(0, 255))
 float_images = arrays(
@@ -16,7 +16,7 @@ float_images = arrays(
     elements=st.floats(-1e3, 1e3, allow_subnormal=False, width=32),
 )
 images = st.one_of(uint8_images, float_images)
-offsets = st.tuples(st.integers(0, 8), st.integers(0, 8))
+offsets = offsets_strategy = st.tuples(st.integers(0, 8), st.integers(0, 8))
 seeds = st.integers(0, 2**32 - 1)
 
 
@@ -143,3 +143,33 @@ def test_batched_standardize_of_any_images(image_list):
     out = standardize(batch.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
     for i, image in enumerate(image_list):
         assert_standardized(out[i], image.astype(np.float32))
+
+
+def batch_of(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1)[None].contiguous()
+
+
+@given(st.lists(uint8_images, min_size=1, max_size=3), st.data())
+def test_paper_order_normalizes_then_pads_with_zeros(image_list, data):
+    """pixel_mean (the authors' order): a border pixel of the padded image is 0 after
+    normalization, and a crop at (4, 4) without flip is the normalized image exactly."""
+    x = torch.cat([batch_of(image) for image in image_list])
+    normalize = Normalization.fit("pixel_mean", x.flatten(1).numpy())
+    n = len(x)
+    centre = normalize.train_input(x, torch.full((n, 2), 4), torch.zeros(n, dtype=torch.bool))
+    assert torch.equal(centre, normalize(x))
+    row = data.draw(st.sampled_from([0, 1, 2, 3]))
+    top = normalize.train_input(x, torch.tensor([[row, 4]] * n), torch.zeros(n, dtype=torch.bool))
+    assert torch.all(top[:, :, : 4 - row] == 0)
+    assert torch.equal(top[:, :, 4 - row :], normalize(x)[:, :, : 28 + row])
+
+
+@given(st.lists(uint8_images, min_size=1, max_size=3), st.data())
+def test_seed_order_crops_the_raw_image_then_standardizes(image_list, data):
+    """per_image (the seed's Fig. 1): the crop of the zero-padded raw image, standardized."""
+    x = torch.cat([batch_of(image) for image in image_list])
+    n = len(x)
+    offsets = torch.tensor(data.draw(st.lists(offsets_strategy, min_size=n, max_size=n)))
+    flips = torch.tensor(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    out = Normalization("per_image").train_input(x, offsets, flips)
+    assert torch.equal(out, standardize(crop_flip(x, offsets, flips)))  # (per image: above)

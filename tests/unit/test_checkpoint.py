@@ -82,7 +82,9 @@ def test_architecture_and_device_checks_name_what_differs():
     with pytest.raises(CheckpointError, match=r"resnet_size 3 \(checkpoint\) vs 5 \(run\)"):
         check_architecture(state, make_config("paper", version=1, resnet_size=5), Path("c"))
     seed = make_config("seed", version=1, resnet_size=3)  # shortcut B where paper has A
-    with pytest.raises(CheckpointError, match=r"resume with --v1-shortcut A to continue it"):
+    with pytest.raises(
+        CheckpointError, match=r"resume with --v1-shortcut A --init he to continue it"
+    ):
         check_architecture(state, seed, Path("r/c"))
     with pytest.raises(CheckpointError, match=r"r/config.yaml does not describe this checkpoint"):
         check_architecture(state, seed, Path("r/c"), resuming=False)
@@ -92,8 +94,17 @@ def test_architecture_and_device_checks_name_what_differs():
     with pytest.raises(CheckpointError) as info:
         check_architecture(v2_seed, make_config("paper", version=2, resnet_size=3), Path("c"))
     assert "v2_projection_bn True (checkpoint) vs False (run)" in str(info.value)
-    assert "resume with --v2-projection-bn --bottleneck-stride 3x3 to" in str(info.value)
     assert "v1_shortcut" not in str(info.value)
+    assert "resume with --v2-projection-bn --bottleneck-stride 3x3 --init pytorch" in str(
+        info.value
+    )
+    # A checkpoint written before init was a setting: every run then had He's init.
+    old = {"config": {k: v for k, v in state["config"].items() if k != "init"}}
+    check_architecture(old, make_config("paper", version=1, resnet_size=3), Path("c"))
+    with pytest.raises(CheckpointError, match=r"init 'he' \(checkpoint\) vs 'pytorch' \(run\)"):
+        check_architecture(
+            old, make_config("paper", version=1, resnet_size=3, init="pytorch"), Path("c")
+        )
     check_device_type({"device_type": "cuda"}, "cuda", Path("c"))
     check_device_type({}, "cpu", Path("c"))  # checkpoints from before the field: CPU
     with pytest.raises(CheckpointError, match=r"on cuda, but this run is on cpu"):

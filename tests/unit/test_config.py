@@ -214,6 +214,7 @@ def test_each_fields_role_and_bounds_live_in_its_metadata():
         "v1_shortcut",
         "v2_projection_bn",
         "bottleneck_stride",
+        "init",
     )
     assert set(fields_with_role("where")) == {
         "device",
@@ -225,5 +226,5 @@ def test_each_fields_role_and_bounds_live_in_its_metadata():
     assert set(fields_with_role("length")) == {"epochs", "continue_epochs", "max_iters"}
     assert {"batch_size", "bn_group_images", "precision", "cuda_graph"} <= set(speed_fields())
     assert "lr" not in speed_fields() and "seed" not in speed_fields()
-    assert make_config("seed", version=1).architecture_fields()[-1] == "v1_shortcut"
+    assert make_config("seed", version=1).architecture_fields()[-2:] == ("v1_shortcut", "init")
     assert "v1_shortcut" not in make_config("seed", version=2).architecture_fields()

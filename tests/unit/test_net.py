@@ -301,9 +301,39 @@ def test_he_init_uses_fan_out_and_the_fc_layer_draws_both_signs():
     assert abs(conv.weight.std().item() / math.sqrt(2 / fan_out) - 1) < 0.15
     fc = ResNet(1, 1, num_classes=1000).output_layer.fc
     bound = 1 / math.sqrt(fc.in_features)
-    for values in (fc.weight, fc.bias):
-        assert values.abs().max() <= bound and values.min() < -bound / 2 < bound / 2 < values.max()
+    assert fc.weight.abs().max() <= bound
+    assert fc.weight.min() < -bound / 2 < bound / 2 < fc.weight.max()
+    assert torch.all(fc.bias == 0)  # fb.resnet.torch: v.bias:zero()
     assert torch.equal(ResNet(1, 1).start_layer.weight, ResNet(1, 1).start_layer.weight)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_seed_recipes_init_is_pytorchs_own(version):
+    """The seed's code initialized nothing: each layer of the seed recipe's network has the
+    statistics of a plain nn.Conv2d / nn.Linear of its shape (std 1/sqrt(3 fan_in), bound
+    1/sqrt(fan_in)), which He's init does not (2.45x for a 16 -> 16 3x3 convolution)."""
+    from resnet_repro.config import make_config
+    from resnet_repro.runtime import build_model
+
+    config = make_config("seed", version=version, resnet_size=18)
+    net = build_model(config, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    for name, m in net.named_modules():
+        if isinstance(m, nn.Conv2d):
+            plain = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, bias=False)
+        elif isinstance(m, nn.Linear):
+            plain = nn.Linear(m.in_features, m.out_features)
+        else:
+            continue
+        fan_in = plain.weight[0].numel()
+        for ours, theirs in [(m.weight, plain.weight), (m.bias, plain.bias)]:
+            if theirs is None:
+                assert ours is None
+                continue
+            assert ours.abs().max() <= 1 / math.sqrt(fan_in), name
+            if ours.numel() >= 400:  # enough values for a 10% estimate of the spread
+                assert ours.std().item() == pytest.approx(theirs.std().item(), rel=0.1), name
+                assert ours.std().item() == pytest.approx(1 / math.sqrt(3 * fan_in), rel=0.1)
 
 
 def test_every_bn_gets_the_momentum_and_defaults_are_the_papers():

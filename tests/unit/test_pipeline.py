@@ -1,5 +1,6 @@
 """Pipeline steps: a run's config from params.yaml, a run's metrics, checkpoint lists."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -192,3 +193,28 @@ def test_a_cpu_without_the_pinned_kernels_is_compared_over_five_seeds(monkeypatc
     monkeypatch.setattr(pipeline, "can_pin", lambda: False)
     assert pipeline.cpu_pipeline_seeds(None) == [0, 1, 2, 3, 4]
     assert "cannot run the pinned table's kernels (AVX2)" in capsys.readouterr().out
+
+
+def test_the_documented_weight_decay_experiment_sets_the_seed_runs_alone(tmp_path):
+    """docs/pipeline.md's `dvc exp run -S ...`, applied by DVC's own override code to the
+    committed params.yaml: every seed run (and nothing else) trains with weight decay 2e-4."""
+    hydra = pytest.importorskip("dvc.utils.hydra", reason="dvc is not installed")
+    repo = Path(__file__).resolve().parents[2]
+    (command,) = [
+        line.strip()
+        for line in (repo / "docs/pipeline.md").read_text().splitlines()
+        if line.strip().startswith("dvc exp run -n seed-weight-decay")
+    ]
+    overrides = [part.strip("'") for part in command.split(" -S ")[1:]]
+    params = tmp_path / "params.yaml"
+    params.write_text((repo / "params.yaml").read_text())
+    hydra.apply_overrides(params, overrides)
+    committed = yaml.safe_load((repo / "params.yaml").read_text())["runs"]
+    for run in committed:
+        before, after = run_config(repo / "params.yaml", run), run_config(params, run)
+        if before.recipe == "seed":
+            assert (before.weight_decay, after.weight_decay) == (0.0, 2e-4), run
+            assert after == dataclasses.replace(before, weight_decay=2e-4), run
+        else:
+            assert after == before, run
+    assert sum(run_config(params, r).recipe == "seed" for r in committed) == len(overrides) == 6

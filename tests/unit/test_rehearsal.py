@@ -245,7 +245,15 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
     }
     params = tmp_path / "params.yaml"
     table = tmp_path / "seed.yaml"
-    table.write_text(yaml.safe_dump({"epoch_seconds": {"seed-v1-n18": 74.83}, "cells": []}))
+    table.write_text(
+        yaml.safe_dump(
+            {
+                "epoch_seconds": {"seed-v1-n18": 74.83},
+                "logged_loss": {"seed-v1-n18": [0.3, 0.1, 0.2]},
+                "cells": [],
+            }
+        )
+    )
     params.write_text(yaml.safe_dump({"runs": runs, "compare": {"golden": str(table)}}))
     metrics = {
         "paper-v2-n18": {
@@ -258,6 +266,7 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
             "test_acc_continued": 0.6,
             "test_acc_final": 0.7,
             "continued_epoch_seconds": 12.25,
+            "continued_last_batch_loss": 0.0421,
         },
     }
     for run, values in metrics.items():
@@ -290,4 +299,4 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
     continued = report.split("test_acc_continued (measured / golden):")[1]
     assert "| v1 | 0.6000 / 0.8981 |" in continued.split("test_acc_final")[0]
     assert "| v1 | 0.7000 / no reference |" in report
-    assert "| seed-v1-n18 | 12.2 | 74.8 |" in report.split("## Epoch time")[1]
+    assert "| seed-v1-n18 | 12.2 | 74.8 | 0.0421 | 0.2000 |" in report.split("## Continued")[1]
