@@ -18,7 +18,7 @@ from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import load_checkpoint
 from resnet_repro.config import ConfigError, make_config
 from resnet_repro.distributed import Distributed
-from resnet_repro.image_utils import crop_flip_unchecked, draw_crop_flip
+from resnet_repro.image_utils import draw_crop_flip
 from resnet_repro.optim import set_lr
 from resnet_repro.schedule import get_lr, steps_per_epoch
 from resnet_repro.train import Trainer
@@ -102,9 +102,7 @@ def single_process_reference(config, out, steps):
         for rank in range(WORLD):
             shard = Distributed(rank, WORLD).shard(len(batch))
             idx = batch[shard]
-            x = loader.normalize(
-                crop_flip_unchecked(loader.x_train[idx], offsets[shard], flips[shard])
-            )
+            x = loader.normalize.train_input(loader.x_train[idx], offsets[shard], flips[shard])
             loss = ref.loss_fn(ref.model(x), loader.y_train[idx]) * (len(idx) / len(batch))
             loss.backward()
         ref.optimizer.step()
