@@ -77,8 +77,21 @@ def test_rehearsal_runs_every_path_of_the_committed_study(tmp_path):
     )
     assert shown.returncode == 0 and "paper-v2-n18" in shown.stdout, shown.stderr
 
+    # The study's checkpoints once: the DVC cache links them (11 GB when it copied them).
+    assert disk_bytes(work) < 7e9, f"the rehearsal left {disk_bytes(work) / 1e9:.1f} GB"
+
     after = {name: study_state(REPO / name) for name in study}
     assert after == before, "the rehearsal must leave the real study's files untouched"
+
+
+def disk_bytes(folder: Path) -> int:
+    """The bytes of the files under ``folder``, each hard-linked file once."""
+    sizes = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            stat = path.stat()
+            sizes[stat.st_dev, stat.st_ino] = stat.st_size
+    return sum(sizes.values())
 
 
 def study_state(path: Path) -> list[tuple[str, int, int]]:
