@@ -86,8 +86,12 @@ def test_run_directory_contents_and_seed_lines(fake_archive, tmp_path, caplog):
     ]
     lines = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert lines == history and [h["epoch"] for h in lines] == [1, 2, 3]
+    # The seed's "Loss" is its epoch's last mini-batch loss: one of 5 here, not their mean.
+    assert all(h["last_batch_loss"] != h["train_loss"] for h in lines)
+    assert f"Epoch 1 Loss {lines[0]['last_batch_loss']:.6f} Duration" in out
     assert set(lines[0]) >= {
         "train_loss",
+        "last_batch_loss",
         "train_acc",
         "valid_loss",
         "valid_acc",
@@ -105,6 +109,26 @@ def test_run_directory_contents_and_seed_lines(fake_archive, tmp_path, caplog):
     state = load_checkpoint(tmp_path / "model-2.ckpt")
     assert state["epoch"] == 2 and state["global_step"] == 10
     assert set(state["rng"]) == {"order", "augment"} and "optimizer" in state
+
+
+def test_history_records_each_epochs_last_step_loss(fake_archive, tmp_path, monkeypatch):
+    """last_batch_loss is the loss of the epoch's last step (what the seed logged), and
+    train_loss the mean over the epoch's images."""
+    losses = []
+    real_step = Trainer.train_step
+
+    def recorded(self, x, y, loss_weight=1.0):
+        loss, logits = real_step(self, x, y, loss_weight)
+        losses.append((float(loss), len(y)))
+        return loss, logits
+
+    monkeypatch.setattr(Trainer, "train_step", recorded)
+    history = train(tiny_config(fake_archive, epochs=2, batch_size=50), tmp_path)
+    steps = len(losses) // 2
+    for h, epoch in zip(history, (losses[:steps], losses[steps:]), strict=True):
+        assert h["last_batch_loss"] == pytest.approx(epoch[-1][0], rel=1e-6)
+        mean = sum(loss * n for loss, n in epoch) / sum(n for _, n in epoch)
+        assert h["train_loss"] == pytest.approx(mean, rel=1e-5)
 
 
 def test_tiny_run_learns_clearly_above_chance(tmp_path):
