@@ -78,6 +78,12 @@ def plant(bug: str) -> None:
         train.Trainer.__init__ = split_only
     elif bug == "BN groups ignored":
         train.Trainer.bn_groups = lambda self, images: 1
+    elif bug == "pixel mean subtracted after the crop":
+
+        def crop_first(self, images, offsets, flips):
+            return self(image_utils.crop_flip_unchecked(images, offsets, flips))
+
+        image_utils.Normalization.train_input = crop_first
     elif bug != "none":
         raise SystemExit(f"unknown bug {bug!r}")
 
@@ -104,6 +110,7 @@ BUGS = (
     "validation drawn from training images",
     "continued epochs on the training split only",
     "BN groups ignored",
+    "pixel mean subtracted after the crop",
 )
 
 
