@@ -108,6 +108,34 @@ def epoch_section(
         "|---|---|---|---|---|",
         *rows,
         "",
+        *epoch_losses(runs, losses),
+    ]
+
+
+def epoch_losses(runs: dict[str, dict[str, Any]], losses: dict[str, list[float]]) -> list[str]:
+    """Epoch by epoch, the last mini-batch loss of each run's last epochs beside the seed's
+    logged Loss of as many (its continued epochs), from the run's history.csv."""
+    rows = []
+    for name, logged in losses.items():
+        curve = runs.get(name, {}).get("curve")
+        if curve is None or not curve.exists():
+            continue
+        with open(curve, newline="") as f:
+            ours = [r.get("last_batch_loss") or "" for r in csv.DictReader(f)][-len(logged) :]
+        rows += [
+            f"| {name}, measured | " + " | ".join(f"{float(v):.4f}" if v else "" for v in ours),
+            f"| {name}, seed's | " + " | ".join(f"{v:.4f}" for v in logged),
+        ]
+    if not rows:
+        return []
+    width = max(len(v) for v in losses.values())
+    return [
+        "Each continued epoch's last mini-batch loss (the seed's Figs. 10-11 list its ten):",
+        "",
+        "| run | " + " | ".join(str(i) for i in range(1, width + 1)) + " |",
+        "|---|" + "---|" * width,
+        *(row + " |" for row in rows),
+        "",
     ]
 
 

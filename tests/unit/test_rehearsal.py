@@ -292,6 +292,11 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
             "golden": 0.8981,
         },
     ]
+    # The last three epochs' last-step losses beside the seed's three logged ones.
+    (tmp_path / "m" / "seed-v1-n18" / "history.csv").write_text(
+        "epoch,train_loss,last_batch_loss,valid_acc\n"
+        + "".join(f"{e},0.5,{0.08 - 0.01 * e},\n" for e in range(1, 6))
+    )
     comparison = tmp_path / "comparison.json"
     comparison.write_text(json.dumps({"ok": False, "failed": ["x"], "rows": rows}))
     report = write_report(params, tmp_path / "m", comparison, tmp_path / "report").read_text()
@@ -300,3 +305,5 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
     assert "| v1 | 0.6000 / 0.8981 |" in continued.split("test_acc_final")[0]
     assert "| v1 | 0.7000 / no reference |" in report
     assert "| seed-v1-n18 | 12.2 | 74.8 | 0.0421 | 0.2000 |" in report.split("## Continued")[1]
+    assert "| seed-v1-n18, measured | 0.0500 | 0.0400 | 0.0300 |" in report
+    assert "| seed-v1-n18, seed's | 0.3000 | 0.1000 | 0.2000 |" in report
