@@ -36,7 +36,7 @@ TARGET_TIME_RATIO = 5.0
 def train_once(recipe, size, seed, args, out: Path) -> dict:
     cmd = [
         *(sys.executable, "-m", "resnet_repro", "train", "--recipe", recipe),
-        *("--version", "1", "--resnet-size", str(size), "--seed", str(seed)),
+        *("--resnet-version", "1", "--resnet-size", str(size), "--seed", str(seed)),
         *("--data", str(args.archive), "--device", args.device, "--out", str(out)),
     ]
     if args.epochs:

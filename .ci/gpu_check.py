@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         run = out / "train-paper-v1-n3"
         train = [
             *(sys.executable, "-m", "resnet_repro", "train", "--recipe", "paper"),
-            *("--version", "1", "--resnet-size", "3", "--epochs", str(args.epochs)),
+            *("--resnet-version", "1", "--resnet-size", "3", "--epochs", str(args.epochs)),
             *("--device", args.device),
             *("--data", str(args.archive.resolve()), "--out", str(run)),
             *("--checkpoint-every", "10", "--valid-fraction", "0.1"),

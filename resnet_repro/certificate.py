@@ -37,18 +37,20 @@ from typing import Any
 
 from resnet_repro.cifar import OFFICIAL_MD5, sha256_of
 from resnet_repro.config import ConfigError, TrainConfig, load_params
-from resnet_repro.golden import Cell, GoldenError, load_metrics, load_table, lookup, verdict
+from resnet_repro.golden import (
+    METRICS,
+    Cell,
+    GoldenError,
+    load_metrics,
+    load_table,
+    lookup,
+    parse_metric,
+    verdict,
+)
 from resnet_repro.run_folder import RunFolderError, read_history, read_provenance
 
 FORMAT = 2  # 2: root, runs_dir, metrics_dir, candidates; the environment's digest
 IMAGES_APART = 1  # per 1,000 evaluated images, when the device type differs from the record's
-# Each summary metric of a seed: the checkpoint it was measured on and the split.
-CHECKPOINT_OF = {
-    "valid_acc_final": ("final_epoch", "valid"),
-    "valid_acc_chosen": ("chosen_epoch", "valid"),
-    "test_acc_chosen": ("chosen_epoch", "test"),
-    "test_acc_final": ("final_epoch", "test"),
-}
 
 
 class CertificateError(GoldenError):
@@ -98,15 +100,15 @@ def seed_folders(run_dir: Path) -> dict[str, Path]:
 def measured_on(metric: str, seed: dict[str, Any], folder: Path) -> tuple[int, str] | None:
     """The checkpoint epoch and split a seed's metric was measured on; None for a metric that
     is not an accuracy of one checkpoint (a duration)."""
-    name, _, epoch = metric.partition("@")
-    if epoch:
+    name, epoch = parse_metric(metric)
+    if epoch is not None:
         return int(epoch), "valid" if name == "valid_acc" else "test"
-    if metric in CHECKPOINT_OF:
-        key, split = CHECKPOINT_OF[metric]
-        return int(seed[key]), split
-    if metric == "test_acc_continued":
-        return TrainConfig.load(folder / "config.yaml").last_epoch, "test"
-    return None
+    if METRICS.get(metric) is None:
+        return None
+    key, split = METRICS[metric]
+    if key == "last_epoch":
+        return TrainConfig.load(folder / "config.yaml").last_epoch, split
+    return int(seed[key]), split
 
 
 def run_record(folder: Path) -> dict[str, Any]:
@@ -164,7 +166,7 @@ def cell_record(
                 "device_type": m.get("eval_device_type"),
                 "data_md5": m.get("data_md5"),
             }
-            if CHECKPOINT_OF.get(cell.metric, ("",))[0] == "chosen_epoch":
+            if (METRICS.get(cell.metric) or ("",))[0] == "chosen_epoch":
                 # The choice itself: every validated checkpoint's accuracy, which verify
                 # re-evaluates, and the rule (best validation, latest on ties) re-applied.
                 entry["candidates"] = m.get("valid_acc")

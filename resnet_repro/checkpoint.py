@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from resnet_repro.atomic import write_atomic
-from resnet_repro.config import TrainConfig
+from resnet_repro.config import TrainConfig, flag
 
 if TYPE_CHECKING:  # torch is imported where a checkpoint is read or written, so that the
     import torch  # command line's --help and fetch start without it
@@ -128,10 +128,9 @@ def check_architecture(
 
 def option(name: str, value: Any) -> str:
     """The command-line option that sets field ``name`` to ``value``."""
-    flag = f"--{name.replace('_', '-')}"
     if isinstance(value, bool):
-        return flag if value else f"--no-{name.replace('_', '-')}"
-    return f"{flag} {value}"
+        return flag(name) if value else f"--no-{name.replace('_', '-')}"
+    return f"{flag(name)} {value}"
 
 
 def check_device_type(state: dict[str, Any], device_type: str, path: Path) -> None:

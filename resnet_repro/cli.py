@@ -1,8 +1,10 @@
 """The ``resnet-repro`` command line, a thin layer over the library (parsing and printing only),
 in three groups: the user's commands (``fetch``, ``train``, ``evaluate``, ``predict``, ``pack``,
 ``compare``, ``project``, ``rehearse``, ``verify``), each option with one meaning; ``stage ...``,
-the DVC pipeline's entry points, which ``dvc.yaml`` calls; and ``dev ...``, the developers'
-tools (fake archives, the CPU-scale pipeline and its golden table).
+the DVC pipeline's entry points that are not a user's command, which ``dvc.yaml`` calls (it
+calls ``fetch`` and ``compare`` as users do); and ``dev ...``, the developers' tools (fake
+archives, the CPU-scale pipeline and its golden table). A command's errors name it from its
+parser (``command``), never by a name spelled in its handler.
 
 Importing it imports no torch: ``--help`` and ``fetch`` start in a fraction of a second
 (docs/measurements.md); each handler imports what its command needs.
@@ -27,7 +29,7 @@ from pathlib import Path
 from resnet_repro import __version__
 from resnet_repro.checkpoint import CheckpointError
 from resnet_repro.cifar import DataError
-from resnet_repro.config import DEFAULT_RECIPE, RECIPES, ConfigError, TrainConfig
+from resnet_repro.config import DEFAULT_RECIPE, RECIPES, ConfigError, TrainConfig, flag
 from resnet_repro.golden import GoldenError
 from resnet_repro.run_folder import RunFolderError
 
@@ -37,8 +39,8 @@ USER_ERRORS = (ConfigError, DataError, CheckpointError, RunFolderError, GoldenEr
 INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C
 
 
-def fail(command: str, error: Exception) -> int:
-    print(f"resnet-repro {command}: error: {error}", file=sys.stderr)
+def fail(args: argparse.Namespace, error: Exception) -> int:
+    print(f"resnet-repro {args.name}: error: {error}", file=sys.stderr)
     return 1
 
 
@@ -58,22 +60,25 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "run settings", "each overrides the recipe's value (or --config's)"
     )
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
         hint, choices, text = hints[f.name], f.metadata["choices"], config_option_help(f)
+        # The network's version keeps its old spelling (--version) after the command.
+        flags = (flag(f.name), "--version") if f.name == "version" else (flag(f.name),)
         if hint is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+            group.add_argument(
+                *flags, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
         elif typing.get_origin(hint) is list:
-            group.add_argument(flag, type=int, nargs="*", metavar="N", help=text)
+            group.add_argument(*flags, type=int, nargs="*", metavar="N", help=text)
         else:
             metavar = None if choices else f.name.upper()
-            group.add_argument(flag, type=hint, choices=choices, metavar=metavar, help=text)
+            group.add_argument(
+                *flags, dest=f.name, type=hint, choices=choices, metavar=metavar, help=text
+            )
 
 
 def given_config_options(args: argparse.Namespace) -> list[str]:
     return [
-        "--" + f.name.replace("_", "-")
-        for f in dataclasses.fields(TrainConfig)
-        if getattr(args, f.name) is not None
+        flag(f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None
     ]
 
 
@@ -91,19 +96,20 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict({"recipe": recipe, **values})
 
 
-def training_errors(command: str, out: Path, train: typing.Callable[[], object]) -> int:
+def training_errors(args: argparse.Namespace, train: typing.Callable[[], object]) -> int:
     """Run ``train`` and turn what a user can cause into one line and an exit status."""
     from resnet_repro.train import TrainingError, TrainingInterrupted
 
+    out = args.out
     try:
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} is a file; name a folder for the run")
         train()
     except TrainingInterrupted as e:
-        fail(command, e)
+        fail(args, e)
         return INTERRUPTED
     except (*USER_ERRORS, TrainingError) as e:
-        return fail(command, e)
+        return fail(args, e)
     except OSError as e:  # a folder that cannot be written: read-only, /proc, a full disk
         where = e.filename or out
         advice = (
@@ -112,7 +118,7 @@ def training_errors(command: str, out: Path, train: typing.Callable[[], object])
             else "choose another --out"
         )
         reason = f"cannot write {where}: {e.strerror or e}; {advice}"
-        return fail(command, OSError(reason))
+        return fail(args, OSError(reason))
     return 0
 
 
@@ -120,8 +126,7 @@ def run_train(args: argparse.Namespace) -> int:
     from resnet_repro.train import train
 
     return training_errors(
-        "train",
-        args.out,
+        args,
         lambda: train(
             config_from_args(args), args.out, resume=args.resume, allow_changes=args.allow_changes
         ),
@@ -131,9 +136,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_stage_train(args: argparse.Namespace) -> int:
     from resnet_repro.pipeline import train_grid_run
 
-    return training_errors(
-        "stage train", args.out, lambda: train_grid_run(args.params, args.run, args.out)
-    )
+    return training_errors(args, lambda: train_grid_run(args.params, args.run, args.out))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -143,7 +146,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         epochs = parse_checkpoints(args.checkpoints)
         evaluate_run(args.run, epochs, split=args.split, data=args.data, device=args.device)
     except USER_ERRORS as e:
-        return fail("evaluate", e)
+        return fail(args, e)
     return 0
 
 
@@ -153,7 +156,7 @@ def run_stage_evaluate(args: argparse.Namespace) -> int:
     try:
         m = run_metrics(args.run, args.checkpoints, args.metrics_dir, device=args.device)
     except USER_ERRORS as e:
-        return fail("stage evaluate", e)
+        return fail(args, e)
     seeds = f" (mean of {len(m['seeds'])} seeds)" if "seeds" in m else ""
     rehearsal = " [rehearsal: values meaningless]" if m["rehearsal"] else ""
     print(
@@ -174,15 +177,15 @@ def run_compare(args: argparse.Namespace) -> int:
     try:
         result = compare(args.golden, args.metrics_dir)
     except USER_ERRORS as e:
-        return fail(args.name, e)
+        return fail(args, e)
     args.out.mkdir(parents=True, exist_ok=True)
     table = markdown(result)
     (args.out / "comparison.md").write_text(table)
     (args.out / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
     print(table)
     # The pipeline's stage records a failing cell as a result (comparison.json, the report)
-    # and goes on, so that a long run always ends with its report.
-    return 0 if result["ok"] or args.name == "stage compare" else 1
+    # and goes on (--exit-zero), so that a long run always ends with its report.
+    return 0 if result["ok"] or args.exit_zero else 1
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -199,7 +202,7 @@ def run_report(args: argparse.Namespace) -> int:
         path = write_report(args.params, args.metrics_dir, args.comparison, args.out, certificate)
         write_certificate(certificate, args.certificate)
     except (*USER_ERRORS, OSError) as e:
-        return fail("stage report", e)
+        return fail(args, e)
     print(f"certificate written to {args.certificate}: {certificate['status']}")
     comparison = json.loads(args.comparison.read_text())
     verdict = "all cells pass" if comparison["ok"] else "FAILED: " + ", ".join(comparison["failed"])
@@ -213,9 +216,9 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         failures = verify(args.certificate, device=args.device)
     except USER_ERRORS as e:
-        return fail("verify", e)
+        return fail(args, e)
     if failures:
-        return fail("verify", RuntimeError(f"do not hold: {', '.join(failures)}"))
+        return fail(args, RuntimeError(f"do not hold: {', '.join(failures)}"))
     print(f"{args.certificate}: every cell holds")
     return 0
 
@@ -235,19 +238,19 @@ def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
     from resnet_repro.pipeline import run_cpu_pipeline
 
     if problem := workdir_problem(args.workdir):
-        return fail("dev cpu-pipeline", problem)
+        return fail(args, problem)
     try:
         seconds = run_cpu_pipeline(args.repo.resolve(), args.workdir, seeds=args.seeds)
     except subprocess.CalledProcessError as e:
         reason = f"{e.cmd} failed with exit status {e.returncode}"
-        return fail("dev cpu-pipeline", RuntimeError(reason))
+        return fail(args, RuntimeError(reason))
     except USER_ERRORS as e:
-        return fail("dev cpu-pipeline", e)
+        return fail(args, e)
     print(f"CPU-scale pipeline: dvc repro took {seconds:.1f} s; results in {args.workdir}/results")
     comparison = json.loads((args.workdir / "results" / "comparison.json").read_text())
     if not comparison["ok"]:
         failed = ", ".join(comparison["failed"])
-        return fail("dev cpu-pipeline", RuntimeError(f"golden cells failed: {failed}"))
+        return fail(args, RuntimeError(f"golden cells failed: {failed}"))
     return 0
 
 
@@ -257,7 +260,7 @@ def run_rehearse(args: argparse.Namespace) -> int:
     from resnet_repro.rehearsal import run_rehearsal
 
     if problem := workdir_problem(args.workdir):
-        return fail("rehearse", problem)
+        return fail(args, problem)
     try:
         uncommitted = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
@@ -274,9 +277,9 @@ def run_rehearse(args: argparse.Namespace) -> int:
             )
         seconds = run_rehearsal(args.repo.resolve(), args.workdir)
     except subprocess.CalledProcessError as e:
-        return fail("rehearse", RuntimeError(f"{e.cmd} failed with exit status {e.returncode}"))
+        return fail(args, RuntimeError(f"{e.cmd} failed with exit status {e.returncode}"))
     except USER_ERRORS as e:
-        return fail("rehearse", e)
+        return fail(args, e)
     print(
         f"Rehearsal complete: dvc repro ran every stage of the committed study in {seconds:.0f} s;"
         f" report (values meaningless): {args.workdir / 'results' / 'report' / 'report.md'}"
@@ -288,11 +291,11 @@ def run_cpu_golden(args: argparse.Namespace) -> int:
     from resnet_repro.pipeline import make_cpu_golden
 
     if problem := workdir_problem(args.workdir):
-        return fail("dev cpu-golden", problem)
+        return fail(args, problem)
     try:
         make_cpu_golden(args.repo.resolve(), args.workdir, args.seeds, args.table)
     except USER_ERRORS as e:
-        return fail("dev cpu-golden", e)
+        return fail(args, e)
     print(f"golden table written to {args.table}")
     return 0
 
@@ -304,10 +307,10 @@ def run_train_runs(args: argparse.Namespace) -> int:
         runs = args.runs or list(load_params(args.repo / "params.yaml")["runs"])
         status = train_runs_concurrently(args.repo, runs, jobs=args.jobs, devices=args.devices)
     except USER_ERRORS as e:
-        return fail("stage train-many", e)
+        return fail(args, e)
     failed = sorted(r for r, code in status.items() if code != 0)
     if failed:
-        return fail("stage train-many", RuntimeError(f"failed: {', '.join(failed)} (see logs/)"))
+        return fail(args, RuntimeError(f"failed: {', '.join(failed)} (see logs/)"))
     print(f"trained and recorded with dvc commit: {', '.join(runs)}; now run dvc repro")
     return 0
 
@@ -320,7 +323,7 @@ def run_project(args: argparse.Namespace) -> int:
             args.params, runs=args.runs, device=args.device, steps=args.steps
         )
     except USER_ERRORS as e:
-        return fail("project", e)
+        return fail(args, e)
     print(table(projections))
     return 0
 
@@ -337,7 +340,7 @@ def run_fake_archive(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     except (DataError, OSError) as e:
-        return fail("dev fake-archive", e)
+        return fail(args, e)
     print(f"{path} md5 {md5_of(path)}")
     return 0
 
@@ -350,7 +353,7 @@ def run_pack(args: argparse.Namespace) -> int:
             args.folder, args.archive, test_fraction=args.test_fraction, seed=args.seed
         )
     except DataError as e:
-        return fail("pack", e)
+        return fail(args, e)
     print(
         f"{packed.path}: {packed.train_images} training and {packed.test_images} test images "
         f"of {len(packed.classes)} classes; md5 {packed.md5}"
@@ -364,7 +367,7 @@ def run_predict(args: argparse.Namespace) -> int:
     try:
         results = predict(args.checkpoint, args.images, device=args.device)
     except USER_ERRORS as e:
-        return fail("predict", e)
+        return fail(args, e)
     for image, ranked in zip(args.images, results, strict=True):
         top = ", ".join(f"{name} {p:.3f}" for name, p in ranked[: args.top])
         print(f"{image}: {top}")
@@ -377,10 +380,8 @@ def run_fetch(args: argparse.Namespace) -> int:
     from resnet_repro.fetch import fetch_cifar10
 
     try:
-        url, archive = getattr(args, "url", None), getattr(args, "archive", None)
-        if getattr(args, "source", None) is not None:
-            is_url = "://" in args.source
-            url, archive = (args.source, None) if is_url else (None, Path(args.source))
+        is_url = args.source is None or "://" in args.source
+        url, archive = (args.source, None) if is_url else (None, Path(args.source))
         # The library warns about data other than the official archive; a user reads it as
         # one line of the command's, not as a Python warning with a source line.
         with warnings.catch_warnings(record=True) as caught:
@@ -394,7 +395,7 @@ def run_fetch(args: argparse.Namespace) -> int:
                 check=functools.partial(check_batches, name=str(archive or url)),
             )
     except DataError as e:
-        return fail(args.name, e)
+        return fail(args, e)
     for warning in caught:
         print(f"resnet-repro {args.name}: note: {warning.message}", file=sys.stderr)
     print(f"CIFAR-10 ready at {batches}")
@@ -420,9 +421,14 @@ def add_user_commands(commands: argparse._SubParsersAction) -> None:
         description="Download or copy cifar-10-python.tar.gz into DEST, verify it, extract it.",
     )
     fetch.add_argument("--dest", type=Path, default=Path("data"), help="target folder (data/)")
-    source = fetch.add_mutually_exclusive_group()
-    source.add_argument("--archive", type=Path, help="a local copy of the archive")
-    source.add_argument("--url", help="a mirror's URL (http(s) or file://)")
+    fetch.add_argument(
+        "--source",
+        "--archive",
+        "--url",
+        dest="source",
+        help="a local copy of the archive or a mirror's URL (http(s) or file://); default: the "
+        "official URL (params.yaml's data.source in the pipeline)",
+    )
     fetch.add_argument("--md5", help="the archive's md5 when it is not the official one")
 
     train = command(
@@ -507,7 +513,16 @@ def add_user_commands(commands: argparse._SubParsersAction) -> None:
         description="Compare METRICS_DIR/<run>/metrics.json with each golden table; writes "
         "OUT/comparison.md and OUT/comparison.json.",
     )
-    add_compare_arguments(compare)
+    compare.add_argument("--golden", type=Path, nargs="+", required=True)
+    compare.add_argument("--metrics-dir", type=Path, required=True)
+    compare.add_argument(
+        "--out", type=Path, required=True, help="the folder to write comparison.md/.json into"
+    )
+    compare.add_argument(
+        "--exit-zero",
+        action="store_true",
+        help="exit 0 whatever the verdict, which comparison.json records (the pipeline's stage)",
+    )
 
     project = command(
         commands,
@@ -563,26 +578,7 @@ def add_user_commands(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("--device", default="auto", help="re-evaluate on this device")
 
 
-def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--golden", type=Path, nargs="+", required=True)
-    parser.add_argument("--metrics-dir", type=Path, required=True)
-    parser.add_argument(
-        "--out", type=Path, required=True, help="the folder to write comparison.md/.json into"
-    )
-
-
 def add_stage_commands(stages: argparse._SubParsersAction) -> None:
-    fetch = command(
-        stages,
-        "fetch",
-        run_fetch,
-        "the fetch stage: the data of params.yaml's 'data'",
-        description="fetch, from a URL or a local path (params.yaml's data.source).",
-    )
-    fetch.add_argument("--dest", type=Path, required=True, help="target folder")
-    fetch.add_argument("--source", required=True, help="a URL or a local path")
-    fetch.add_argument("--md5", required=True, help="the archive's md5")
-
     train = command(
         stages,
         "train",
@@ -607,15 +603,6 @@ def add_stage_commands(stages: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--checkpoints", required=True, help="epochs: START:STOP:STEP or a,b,c")
     evaluate.add_argument("--metrics-dir", type=Path, required=True)
     evaluate.add_argument("--device", default="auto")
-
-    compare = command(
-        stages,
-        "compare",
-        run_compare,
-        "the compare stage: exit 0 whatever the verdict, which comparison.json records",
-        description="compare, recording a failing cell as a result (exit 0).",
-    )
-    add_compare_arguments(compare)
 
     report = command(
         stages,
@@ -786,8 +773,8 @@ def main(argv: list[str] | None = None) -> int:
         # program's and would print it and exit 0, silently ignoring the rest.
         parser.error(
             f"--version takes no value and ends the command; for the network version, put it "
-            f"after the subcommand: resnet-repro {' '.join(argv[2:3] or ['train'])} --version "
-            f"{argv[1]} ..."
+            f"after the subcommand: resnet-repro {' '.join(argv[2:3] or ['train'])} "
+            f"--resnet-version {argv[1]} ..."
         )
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # the subcommand's own usage, not the program's
@@ -795,6 +782,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if "--version" in argv[1:]:
+        print(
+            f"resnet-repro {args.name}: note: the network's --version is spelled "
+            "--resnet-version now (the old spelling keeps working)",
+            file=sys.stderr,
+        )
     try:
         with messages_shown():
             return args.handler(args)

@@ -596,6 +596,13 @@ class TrainConfig:
             raise ConfigError(f"{path}: {e}") from e
 
 
+def flag(name: str) -> str:
+    """The command-line option of field ``name``. The network's ``version`` is
+    ``--resnet-version``: a bare ``--version`` is the program's (``--version`` after ``train``
+    still works, with a note)."""
+    return "--resnet-version" if name == "version" else "--" + name.replace("_", "-")
+
+
 def fields_with_role(role: str) -> tuple[str, ...]:
     """The names of the fields whose metadata gives them ``role`` (one of ROLES)."""
     return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["role"] == role)

@@ -34,6 +34,18 @@ from typing import Any
 
 import yaml
 
+# A run's summary metrics (metrics.json), each with the checkpoint its seeds measured it on (a
+# key of each seed's metrics, or the run's last epoch) and its split; None for one that is not
+# an accuracy of one checkpoint. A cell may also name one checkpoint's value: ``valid_acc@160``.
+METRICS: dict[str, tuple[str, str] | None] = {
+    "valid_acc_final": ("final_epoch", "valid"),
+    "valid_acc_chosen": ("chosen_epoch", "valid"),
+    "test_acc_chosen": ("chosen_epoch", "test"),
+    "test_acc_final": ("final_epoch", "test"),
+    "test_acc_continued": ("last_epoch", "test"),
+    "continued_epoch_seconds": None,
+    "continued_last_batch_loss": None,
+}
 RULES = ("two_sided", "one_sided_below")
 # Asymptotic standard error of the median of n normal draws: sqrt(pi / (2 n)) sigma (for n = 5,
 # 0.56 sigma; the exact value is 0.54 sigma).
@@ -195,13 +207,20 @@ def load_metrics(path: Path) -> dict[str, Any]:
 def lookup(metrics: dict[str, Any], metric: str) -> tuple[bool, Any]:
     """Whether ``metrics`` has ``metric`` (``name@epoch``: one checkpoint's value of the
     per-checkpoint mapping ``name``), and its value."""
-    name, _, epoch = metric.partition("@")
-    if not epoch:
+    name, epoch = parse_metric(metric)
+    if epoch is None:
         return metric in metrics, metrics.get(metric)
     per_checkpoint = metrics.get(name)
     if not isinstance(per_checkpoint, dict) or epoch not in per_checkpoint:
         return False, None
     return True, per_checkpoint[epoch]
+
+
+def parse_metric(metric: str) -> tuple[str, str | None]:
+    """``name@epoch`` as (name, epoch), the epoch as metrics.json's keys spell it; a summary
+    metric as (its name, None)."""
+    name, at, epoch = metric.partition("@")
+    return (name, epoch) if at else (name, None)
 
 
 def measured_value(cell: Cell, metrics: dict[str, Any]) -> tuple[float | None, int]:

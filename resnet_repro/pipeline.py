@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import time
@@ -23,7 +22,7 @@ from typing import Any
 import yaml
 
 from resnet_repro.archive_writer import write_fake_cifar10
-from resnet_repro.checkpoint import CheckpointError, code_digest, load_checkpoint
+from resnet_repro.checkpoint import code_digest
 from resnet_repro.cifar import md5_of
 from resnet_repro.config import (
     DEFAULT_RECIPE,
@@ -39,11 +38,11 @@ from resnet_repro.evaluate import (
     loss_and_accuracy,
     parse_checkpoints,
 )
+from resnet_repro.golden import METRICS
 from resnet_repro.kernels import PORTABLE_NAME, can_pin, portable_env
-from resnet_repro.run_folder import read_history
+from resnet_repro.run_folder import RunFolder, decide_resume, read_history
 from resnet_repro.runtime import resolve_device
-from resnet_repro.saver import newest_checkpoint
-from resnet_repro.train import train
+from resnet_repro.train import Trainer
 
 # Keys of a run entry that are the pipeline's, not TrainConfig fields.
 PIPELINE_KEYS = ("eval_checkpoints", "seeds")
@@ -90,10 +89,20 @@ def train_grid_run(params_path: str | Path, run: str, out: str | Path) -> None:
     except ConfigError as e:
         raise ConfigError(f"{params_path}: run {run}: eval_checkpoints: {e}") from e
     for seed, config in zip(seeds, configs, strict=True):
-        folder = out / f"seed-{seed}"
-        splits = load_splits(config)
-        resume = resume_or_clear(folder, config, splits.source_md5)
-        train(config, folder, resume=resume, splits=splits)
+        folder = RunFolder.of_run(out / f"seed-{seed}", config)
+        existed = folder.path.exists()
+        with folder.locked():
+            splits = load_splits(config)
+            point = folder.resume_point()
+            resume = decide_resume(point, config, splits.source_md5, code_digest(), exact=True)
+            if resume.verb == "continue":
+                epoch = point.state["epoch"]
+                print(f"{folder.path}: continuing the interrupted run from epoch {epoch}")
+            else:
+                if existed:
+                    folder.clear(resume.reason)
+                point = None
+            Trainer(config, folder, splits=splits).fit(point)
 
 
 def train_stage_command(repo: Path, run: str) -> list[str]:
@@ -140,40 +149,6 @@ def train_runs_concurrently(
     return status
 
 
-def resume_or_clear(folder: Path, config: TrainConfig, data_md5: str) -> bool:
-    """True when ``folder`` holds a run of this config, code and data to continue; a folder
-    holding anything else is removed (with a line saying why)."""
-    if not folder.exists():
-        return False
-    why = "it holds no checkpoint"
-    try:
-        last = newest_checkpoint(folder)
-    except CheckpointError as e:
-        last, why = None, f"its last.ckpt is unreadable ({e})"
-    if last is not None:
-        try:
-            state = load_checkpoint(last)
-        except CheckpointError as e:
-            why = f"its {last.name} is unreadable ({e})"
-        else:
-            changed = [
-                name
-                for name, saved, now in (
-                    ("config", state.get("config"), config.to_dict()),
-                    ("code", state.get("code_digest"), code_digest()),
-                    ("data", state.get("data_md5"), data_md5),
-                )
-                if saved != now
-            ]
-            if not changed:
-                print(f"{folder}: continuing the interrupted run from epoch {state['epoch']}")
-                return True
-            why = f"it was trained with another {' and '.join(changed)}"
-    print(f"{folder}: starting afresh, since {why}")
-    shutil.rmtree(folder)
-    return False
-
-
 def run_config(params_path: str | Path, run: str, seed: int = 0) -> TrainConfig:
     """``train_defaults`` overlaid with ``runs[run]`` (pipeline-only keys removed), with the
     data folder of ``data.dest`` and ``seed``, through the run's recipe."""
@@ -197,17 +172,6 @@ def run_config(params_path: str | Path, run: str, seed: int = 0) -> TrainConfig:
         return make_config(recipe, **values)
     except ConfigError as e:
         raise ConfigError(f"{params_path}: run {run}: {e}") from e
-
-
-SUMMARY = (
-    "valid_acc_final",
-    "valid_acc_chosen",
-    "test_acc_chosen",
-    "test_acc_final",
-    "test_acc_continued",
-    "continued_epoch_seconds",
-    "continued_last_batch_loss",
-)
 
 
 def seed_metrics(run: Path, epochs: list[int], device: str) -> dict[str, Any]:
@@ -291,7 +255,7 @@ def run_metrics(
         metrics = per_seed.popitem()[1]
     else:
         metrics = {}
-        for k in SUMMARY:
+        for k in METRICS:
             values = [m[k] for m in per_seed.values()]
             if None in values:
                 metrics[k] = None

@@ -19,10 +19,21 @@ from resnet_repro.golden import REHEARSAL_NOTE
 from resnet_repro.net import resnet_depth
 
 # He et al. 2015 (v1) and 2016 (pre-activation, v2) CIFAR-10 test accuracy by depth.
-PAPER_ACCURACY = {
-    1: {20: 0.9125, 32: 0.9249, 44: 0.9283, 56: 0.9303, 110: 0.9339},
-    2: {164: 0.9454},
-}
+
+
+def paper_points(
+    comparison: dict[str, Any], runs: dict[str, dict[str, Any]], version: int
+) -> list[tuple[int, float]]:
+    """The papers' (depth, test accuracy) of ``version``: the golden values of the compared
+    table of the paper recipe (none when the grid is not compared with it)."""
+    return sorted(
+        (resnet_depth(version, runs[r["run"]]["size"]), r["golden"])
+        for r in comparison["rows"]
+        if comparison["provenance"][r["table"]]["recipe"] == "paper"
+        and r["golden"] is not None
+        and r["run"] in runs
+        and runs[r["run"]]["version"] == version
+    )
 
 
 def read_curve(path: Path) -> dict[str, list[float]]:
@@ -221,8 +232,9 @@ def write_report(
             lines += [f"![learning curves {recipe} v{version}]({png.name})", ""]
     fig, ax = plt.subplots(figsize=(6, 4))
     for version, marker in ((1, "o"), (2, "s")):
-        paper = PAPER_ACCURACY[version]
-        ax.plot(list(paper), list(paper.values()), marker + "--", label=f"He et al. v{version}")
+        paper = paper_points(result, runs, version)
+        if paper:
+            ax.plot(*zip(*paper, strict=True), marker + "--", label=f"He et al. v{version}")
         for recipe in sorted({r["recipe"] for r in runs.values()}):
             pts = sorted(
                 (resnet_depth(version, r["size"]), r["metrics"]["test_acc_final"])

@@ -1,30 +1,45 @@
-"""What a run folder holds besides checkpoints, and how it is written: ``config.yaml`` (the
-resolved config), ``provenance.json`` (one record per training segment: code, machine, data),
+"""A run folder, its one owner: ``RunFolder`` holds its lock, loads the checkpoint a resume
+continues from (once), and writes the folder in the order that lets a kill anywhere lose
+nothing; ``decide_resume`` says whether that checkpoint continues, refuses or restarts a run.
+
+What the folder holds: ``model-N.ckpt`` and ``last.ckpt``, ``config.yaml`` (the resolved
+config), ``provenance.json`` (one record per training segment: code, machine, data),
 ``history.jsonl`` (one line per epoch) and ``.lock`` (held while a process trains into it).
+After each epoch its history line is written, then its numbered checkpoint when due, then
+``last.ckpt`` (as timm's ``CheckpointSaver`` does for its loop).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from resnet_repro import __version__, kernels
 from resnet_repro.atomic import write_bytes_atomic
-from resnet_repro.config import ConfigError
+from resnet_repro.checkpoint import (
+    PACKAGE_DIR,
+    CheckpointError,
+    copy_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from resnet_repro.config import ConfigError, TrainConfig, fields_with_role
 
 if TYPE_CHECKING:
     import torch
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+LAST = "last.ckpt"
 PROVENANCE = "provenance.json"
 HISTORY = "history.jsonl"
 LOCK = ".lock"
@@ -165,3 +180,213 @@ def append_history(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+# Config fields a resume may change without changing the experiment: where and how fast it
+# runs, not what it computes. Its length too, where the schedule does not depend on it. Each
+# field's role is in its metadata (config.ROLES).
+RESUME_MAY_CHANGE = fields_with_role("where")
+LENGTH_FIELDS = fields_with_role("length")
+LENGTH_FREE_SCHEDULES = ("constant", "multistep")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint a run continues from, loaded once: its ``state``, or the ``error`` that
+    kept it from loading."""
+
+    path: Path
+    state: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """What a resume point means for a run: ``continue``, ``refuse`` (the experiment would
+    change: ``changes`` says how) or ``restart`` (``reason`` says why the folder's run cannot be
+    continued). ``free`` lists the changes a resume may make (where and how fast it runs)."""
+
+    verb: Literal["continue", "refuse", "restart"]
+    changes: tuple[str, ...] = ()
+    free: tuple[str, ...] = ()
+    reason: str = ""
+
+
+def decide_resume(
+    point: ResumePoint | None, config: TrainConfig, data_md5: str, code: str, *, exact: bool
+) -> Resume:
+    """Whether the run of ``config`` (on data ``data_md5``, code digest ``code``) continues the
+    checkpoint at ``point``. With ``exact`` (a DVC stage, which re-runs because something
+    changed) any difference restarts; otherwise a change of the experiment (config or data) is
+    refused and a change of where or how fast it runs is a ``continue`` that lists it."""
+    if point is None:
+        return Resume("restart", reason="it holds no checkpoint")
+    if point.state is None:
+        return Resume("restart", reason=f"its {point.path.name} is unreadable ({point.error})")
+    saved = point.state
+    free = RESUME_MAY_CHANGE
+    if saved["config"].get("schedule") in LENGTH_FREE_SCHEDULES:
+        free += LENGTH_FIELDS
+    experiment, benign = [], []
+    for k, v in config.to_dict().items():
+        if saved["config"].get(k) != v:
+            (benign if k in free else experiment).append(f"{k} {saved['config'].get(k)!r} -> {v!r}")
+    if saved.get("data_md5") not in (None, data_md5):
+        experiment.append(f"data md5 {saved['data_md5']} -> {data_md5}")
+    if exact:
+        changed = [
+            name
+            for name, differs in (
+                ("config", saved["config"] != config.to_dict()),
+                ("code", saved.get("code_digest") != code),
+                ("data", saved.get("data_md5") != data_md5),
+            )
+            if differs
+        ]
+        if changed:
+            reason = f"it was trained with another {' and '.join(changed)}"
+            return Resume("restart", tuple(experiment), tuple(benign), reason)
+    return Resume("refuse" if experiment else "continue", tuple(experiment), tuple(benign))
+
+
+class RunFolder:
+    """One run folder, for one training process: its checks, lock, resume point and writes.
+
+    Args:
+        path: the folder.
+        checkpoint_every: a numbered checkpoint every this many epochs (and at the last).
+        last_every: last.ckpt every this many epochs (and with each numbered checkpoint); a
+            kill loses at most the epochs since.
+        writes: whether this process writes files (rank 0 of a torchrun job alone does).
+    """
+
+    def __init__(
+        self, path: Path, *, checkpoint_every: int, last_every: int = 1, writes: bool = True
+    ) -> None:
+        self.path = Path(path)
+        self.checkpoint_every = checkpoint_every
+        self.last_every = last_every
+        self.writes = writes
+        self.held = False
+        self.saved_epoch: int | None = None  # the newest epoch a checkpoint holds
+
+    @classmethod
+    def of_run(cls, path: Path, config: TrainConfig, *, writes: bool = True) -> RunFolder:
+        """The folder of a run of ``config``. A rehearsal writes last.ckpt only where a numbered
+        checkpoint is due: a resume is all that reads it, and pickling a 164-layer state every
+        step was most of a rehearsal's time."""
+        every = config.checkpoint_every
+        return cls(
+            path,
+            checkpoint_every=every,
+            last_every=every if config.is_rehearsal else 1,
+            writes=writes,
+        )
+
+    @property
+    def last(self) -> Path:
+        return self.path / LAST
+
+    @contextlib.contextmanager
+    def locked(self, *, resume: bool = False) -> Iterator[RunFolder]:
+        """Check that the folder can take the run, create it, and hold its lock (the writing
+        process alone) until the block ends; taken before any data is loaded, so a second
+        process into a busy folder is told at once. Held already, it is held on."""
+        if self.held:
+            yield self
+            return
+        if resume and not self.path.is_dir():
+            raise ConfigError(
+                f"--resume: {self.path} does not exist; check the --out folder, or leave out "
+                "--resume to start a new run there"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        with run_folder_lock(self.path) if self.writes else contextlib.nullcontext():
+            self.held = True
+            try:
+                yield self
+            finally:
+                self.held = False
+
+    def resume_point(self) -> ResumePoint | None:
+        """The checkpoint a resume continues from, loaded: last.ckpt, unless a kill between an
+        epoch's model-N.ckpt and its last.ckpt left model-N.ckpt newer (each is complete: both
+        are written atomically, model-N.ckpt first). None when the folder holds neither."""
+        numbered = {
+            int(p.stem.removeprefix("model-")): p
+            for p in self.path.glob("model-*.ckpt")
+            if p.stem.removeprefix("model-").isdigit()
+        }
+        point = self._load(self.last) if self.last.exists() else None
+        if point is not None and point.state is None:
+            return point
+        if numbered and max(numbered) > (int(point.state["epoch"]) if point else -1):
+            return self._load(numbered[max(numbered)])
+        return point
+
+    @staticmethod
+    def _load(path: Path) -> ResumePoint:
+        try:
+            return ResumePoint(path, load_checkpoint(path))
+        except CheckpointError as e:
+            return ResumePoint(path, error=str(e))
+
+    def clear(self, reason: str) -> None:
+        """Remove the folder's files (the lock it holds stays), saying why."""
+        print(f"{self.path}: starting afresh, since {reason}")
+        for p in self.path.iterdir():
+            if p.name != LOCK:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+    def history_until(self, epoch: int) -> list[dict[str, Any]]:
+        """The recorded epochs up to ``epoch`` (a resume redoes any later one)."""
+        return [h for h in read_history(self.path / HISTORY) if h["epoch"] <= epoch]
+
+    def check_empty(self) -> None:
+        """A new run never writes over what a user had: checkpoints, another run's records,
+        or any other files. The writing process alone looks: the others would find the
+        records it has begun to write."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.last.exists() or any(self.path.glob("model-*.ckpt")):
+            raise ConfigError(
+                f"{self.path} already holds checkpoints; pass --resume to continue it or "
+                "choose another output folder"
+            )
+        held = sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
+        if self.writes and held:
+            shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+            raise ConfigError(
+                f"{self.path} already holds files ({shown}); a new run needs an empty or new "
+                "folder: choose another --out"
+            )
+
+    def begin(
+        self, history: list[dict[str, Any]], config: TrainConfig, segment: dict[str, Any]
+    ) -> None:
+        """A segment's first writes: the history it continues, the config, its provenance."""
+        if not self.writes:
+            return
+        write_history(self.path / HISTORY, history)
+        config.save(self.path / "config.yaml")
+        append_segment(self.path, segment)
+
+    def save_epoch(
+        self, record: dict[str, Any], state: Callable[[], dict[str, Any]], *, final: bool
+    ) -> bool:
+        """Record an epoch: its history line, then its numbered checkpoint when due, then
+        last.ckpt. A kill between any two leaves last.ckpt at the previous epoch, and the
+        resume redoes this epoch, rewriting the history line and the epoch's checkpoint
+        (bitwise the same), so none is lost. Returns whether a numbered checkpoint was
+        written."""
+        epoch = record["epoch"]
+        append_history(self.path / HISTORY, record)
+        numbered = epoch % self.checkpoint_every == 0 or final
+        if numbered:
+            path = self.path / f"model-{epoch}.ckpt"
+            save_checkpoint(path, state())
+            self.saved_epoch = epoch  # a resume continues from it (resume_point)
+            copy_checkpoint(path, self.last)  # the same bytes, without pickling them again
+        elif epoch % self.last_every == 0:
+            save_checkpoint(self.last, state())
+            self.saved_epoch = epoch
+        return numbered

@@ -2,8 +2,8 @@
 the per-epoch validation, and what a resume may change.
 
 Its rooms: ``loader.py`` holds the data on the device and draws the batches (order,
-augmentation, normalization, each process's share, their generators); ``saver.py`` writes the
-run folder in its order (history, checkpoints, records) and holds its lock; ``optim.py`` makes
+augmentation, normalization, each process's share, their generators); ``run_folder.py`` holds
+the run folder's lock, its resume point and its writes in their order; ``optim.py`` makes
 the optimizer and sets its lr; ``schedule.get_lr`` gives the lr of each step. Progress lines go
 through ``logging`` (logger ``resnet_repro.train``, rank 0 only); the command line prints them.
 
@@ -44,15 +44,21 @@ from resnet_repro.checkpoint import (
     check_architecture,
     check_device_type,
     code_digest,
-    load_checkpoint,
 )
-from resnet_repro.config import ConfigError, TrainConfig, fields_with_role
+from resnet_repro.config import ConfigError, TrainConfig
 from resnet_repro.data import DataError, Splits, load_splits
 from resnet_repro.distributed import Distributed
 from resnet_repro.evaluate import evaluate_model, recorded_data
 from resnet_repro.loader import DeviceLoader, stream_seed
 from resnet_repro.optim import hold_lr_in_tensors, make_optimizer, optimizer_flags, set_lr
-from resnet_repro.run_folder import code_version, machine, now
+from resnet_repro.run_folder import (
+    ResumePoint,
+    RunFolder,
+    code_version,
+    decide_resume,
+    machine,
+    now,
+)
 from resnet_repro.runtime import (
     CompiledForBatch,
     autocast,
@@ -60,19 +66,12 @@ from resnet_repro.runtime import (
     deterministic_kernels,
     resolve_device,
 )
-from resnet_repro.saver import CheckpointSaver
 from resnet_repro.schedule import epoch_steps, get_lr, total_steps
 from resnet_repro.step_graph import StepGraph
 
 log = logging.getLogger(__name__)
 
 ESTIMATE_AFTER = 10  # steps timed before the expected duration of a CPU run is printed
-# Config fields a resume may change without changing the experiment: where and how fast it
-# runs, not what it computes. Its length too, where the schedule does not depend on it. Each
-# field's role is in its metadata (config.ROLES).
-RESUME_MAY_CHANGE = fields_with_role("where")
-LENGTH_FIELDS = fields_with_role("length")
-LENGTH_FREE_SCHEDULES = ("constant", "multistep")
 
 
 class TrainingError(RuntimeError):
@@ -83,25 +82,12 @@ class TrainingInterrupted(TrainingError):
     """The user stopped the run (Ctrl-C); the message says where to resume from."""
 
 
-def config_changes(saved: dict[str, Any], config: TrainConfig) -> tuple[list[str], list[str]]:
-    """Where ``config`` differs from a checkpoint's config: (changes of the experiment, changes
-    a resume may make freely), each as ``"field old -> new"``."""
-    free = RESUME_MAY_CHANGE
-    if saved.get("schedule") in LENGTH_FREE_SCHEDULES:
-        free += LENGTH_FIELDS
-    experiment, benign = [], []
-    for k, v in config.to_dict().items():
-        if saved.get(k) != v:
-            (benign if k in free else experiment).append(f"{k} {saved.get(k)!r} -> {v!r}")
-    return experiment, benign
-
-
 class Trainer:
-    """Trains one run described by ``config`` into ``out_dir``.
+    """Trains one run described by ``config`` into ``folder``.
 
     Args:
         config: the run's settings (validated here).
-        out_dir: the run folder; created if missing.
+        folder: the run folder (a path: its ``RunFolder``); created if missing.
         splits: the data, if already loaded (otherwise loaded from ``config.data``).
         progress: show tqdm bars (None: only when stderr is a terminal).
         dist: this process's place in a torchrun job (default: from the environment).
@@ -110,7 +96,7 @@ class Trainer:
     def __init__(
         self,
         config: TrainConfig,
-        out_dir: str | os.PathLike,
+        folder: RunFolder | str | os.PathLike,
         *,
         splits: Splits | None = None,
         progress: bool | None = None,
@@ -118,13 +104,10 @@ class Trainer:
     ) -> None:
         self.config = config.validate()
         self.dist = dist if dist is not None else Distributed.from_env()
-        self.saver = CheckpointSaver(
-            Path(out_dir),
-            checkpoint_every=config.checkpoint_every,
-            # A rehearsal's last.ckpt only where a numbered one is due: a resume is all that
-            # reads it, and a pickled 164-layer state per step is most of a rehearsal's time.
-            last_every=config.checkpoint_every if config.is_rehearsal else 1,
-            writes=self.dist.is_main,
+        self.folder = (
+            folder
+            if isinstance(folder, RunFolder)
+            else RunFolder.of_run(Path(folder), config, writes=self.dist.is_main)
         )
         if config.cuda_graph and self.dist.world_size > 1:
             raise ConfigError(
@@ -181,10 +164,6 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
 
-    @property
-    def out_dir(self) -> Path:
-        return self.saver.folder
-
     def _check_data(self) -> None:
         s, c = self.splits, self.config
         group, world = c.bn_group_images, self.dist.world_size
@@ -233,20 +212,24 @@ class Trainer:
             "device_type": self.device.type,
         }
 
-    def restore(self, path: Path, *, allow_changes: bool = False) -> list[str]:
-        """Continue from the checkpoint at ``path``. Returns what differs from the run that
-        wrote it; refuses a change of the experiment unless ``allow_changes``."""
-        state = load_checkpoint(path)
+    def restore(self, point: ResumePoint, *, allow_changes: bool = False) -> list[str]:
+        """Continue from ``point``. Returns what differs from the run that wrote it; refuses a
+        change of the experiment unless ``allow_changes``."""
+        path = point.path
+        if point.state is None:
+            raise CheckpointError(point.error)
+        state = point.state
         check_architecture(state, self.config, path)
         check_device_type(state, self.device.type, path)
-        changes, benign = config_changes(state["config"], self.config)
-        if state.get("data_md5") not in (None, self.splits.source_md5):
-            changes.append(f"data md5 {state['data_md5']} -> {self.splits.source_md5}")
-        if changes and not allow_changes:
+        resume = decide_resume(
+            point, self.config, self.splits.source_md5, self.code_digest, exact=False
+        )
+        if resume.verb == "refuse" and not allow_changes:
             raise CheckpointError(
-                f"{path}: resuming would change the experiment: {'; '.join(changes)}. Resume "
-                f"with --config {path.parent / 'config.yaml'} to continue it unchanged, or pass "
-                "--allow-changes to continue with these changes recorded in provenance.json"
+                f"{path}: resuming would change the experiment: {'; '.join(resume.changes)}. "
+                f"Resume with --config {path.parent / 'config.yaml'} to continue it unchanged, "
+                "or pass --allow-changes to continue with these changes recorded in "
+                "provenance.json"
             )
         try:
             self.model.load_state_dict(state["model"])
@@ -264,8 +247,8 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.check_phase(int(state["config"].get("epochs", self.config.epochs)), path)
-        self.saver.saved_epoch = self.epoch
-        return changes + benign
+        self.folder.saved_epoch = self.epoch
+        return [*resume.changes, *resume.free]
 
     def check_phase(self, saved_epochs: int, path: Path) -> None:
         """A resume may not move ``epochs`` across the checkpoint of a run with continued
@@ -284,22 +267,24 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def fit(self, *, resume: bool = False, allow_changes: bool = False) -> list[dict[str, Any]]:
-        """Train to ``config.last_epoch`` (or ``max_iters``); returns the history. The caller
-        holds the run folder's lock (``train`` takes it before loading the data).
+    def fit(
+        self, point: ResumePoint | None = None, *, allow_changes: bool = False
+    ) -> list[dict[str, Any]]:
+        """Train to ``config.last_epoch`` (or ``max_iters``) in the run folder, held while it
+        trains (``train`` takes it before loading the data); returns the history.
 
         Args:
-            resume: continue from ``out_dir/last.ckpt`` (an error if it is missing).
+            point: the checkpoint to continue (``RunFolder.resume_point``); None: a new run.
             allow_changes: let a resume change the experiment's config (recorded).
         """
-        with deterministic_kernels(self.config.deterministic):
+        with self.folder.locked(), deterministic_kernels(self.config.deterministic):
             try:
-                return self._fit(resume=resume, allow_changes=allow_changes)
+                return self._fit(point, allow_changes=allow_changes)
             except KeyboardInterrupt:
-                saved = self.saver.saved_epoch
+                saved, out = self.folder.saved_epoch, self.folder.path
                 raise TrainingInterrupted(
-                    f"interrupted; {self.out_dir} holds a checkpoint of epoch {saved}:"
-                    f" rerun with --resume --out {self.out_dir} to continue"
+                    f"interrupted; {out} holds a checkpoint of epoch {saved}:"
+                    f" rerun with --resume --out {out} to continue"
                     if saved is not None
                     else "interrupted before the first epoch ended; nothing was saved"
                 ) from None
@@ -307,19 +292,19 @@ class Trainer:
     def _finished(self) -> bool:
         return self.epoch >= self.config.last_epoch or self.global_step >= self.total_steps
 
-    def _fit(self, *, resume: bool, allow_changes: bool) -> list[dict[str, Any]]:
-        out, saver = self.out_dir, self.saver
+    def _fit(self, point: ResumePoint | None, *, allow_changes: bool) -> list[dict[str, Any]]:
+        folder, out = self.folder, self.folder.path
         changes: list[str] = []
         history: list[dict[str, Any]] = []
-        if resume:
-            changes = self.restore(saver.resume_source(), allow_changes=allow_changes)
+        if point is not None:
+            changes = self.restore(point, allow_changes=allow_changes)
             if self.epoch > self.config.last_epoch:
                 raise ConfigError(
                     f"{out} is at epoch {self.epoch}: {self.config.epochs} epochs (and "
                     f"{self.config.continue_epochs} continued) would train nothing and record a "
                     f"shorter run; give --epochs {self.epoch - self.config.continue_epochs} or more"
                 )
-            history = saver.history_until(self.epoch)
+            history = folder.history_until(self.epoch)
             if self._finished():
                 self._say(
                     f"{out} is complete (epoch {self.epoch} of {self.config.last_epoch}, step "
@@ -328,8 +313,8 @@ class Trainer:
                 return history
             self._say(f"Resuming {out} from epoch {self.epoch} (step {self.global_step}).")
         else:
-            saver.check_empty()
-        saver.begin(history, self.config, self._segment(changes))
+            folder.check_empty()
+        folder.begin(history, self.config, self._segment(changes))
         self._say("### Training... ###")
         while not self._finished():
             epoch = self.epoch + 1
@@ -344,7 +329,7 @@ class Trainer:
             train_loss, train_acc, images, last_batch_loss = self.train_epoch(epoch, steps)
             train_seconds = time.perf_counter() - start
             self.epoch = epoch
-            if not saver.writes:
+            if not folder.writes:
                 continue
             # The continuation trains on the validation images: validating them means nothing.
             validated = len(self.loader.y_valid) and not continued
@@ -371,7 +356,7 @@ class Trainer:
             history.append(record)
             # The seed's line, whose "Loss" was its epoch's last mini-batch loss.
             self._say(f"Epoch {epoch} Loss {last_batch_loss:.6f} Duration {seconds:.3f} seconds.")
-            if saver.save_epoch(record, self.state, final=self._finished()):
+            if folder.save_epoch(record, self.state, final=self._finished()):
                 self._say("Checkpoint has been created.")
         return history
 
@@ -431,7 +416,7 @@ class Trainer:
         if int(bad_step) >= 0:
             raise TrainingError(
                 f"loss became NaN/inf at epoch {epoch}, step {int(bad_step)}; the last good "
-                f"checkpoint is {self.saver.last} (epoch {self.epoch})"
+                f"checkpoint is {self.folder.last} (epoch {self.epoch})"
                 if self.epoch
                 else f"loss became NaN/inf at epoch {epoch}, step {int(bad_step)}, before any "
                 "checkpoint was written; lower --lr or check the data"
@@ -530,23 +515,28 @@ def train(
     Args:
         config: the run's settings (e.g. from ``make_config``).
         out_dir: the run folder.
-        resume: continue from ``out_dir/last.ckpt``.
+        resume: continue from its newest checkpoint (``last.ckpt``).
         allow_changes: let a resume change the experiment (recorded in provenance.json).
         **kwargs: passed to ``Trainer`` (``splits``, ``progress``, ``dist``).
     Returns:
         one record per epoch (as in ``history.jsonl``).
     """
     dist = kwargs.pop("dist", None) or Distributed.from_env()
-    saver = CheckpointSaver(
-        Path(out_dir), checkpoint_every=config.checkpoint_every, writes=dist.is_main
-    )
-    with saver.locked(resume=resume):
+    folder = RunFolder.of_run(Path(out_dir), config, writes=dist.is_main)
+    with folder.locked(resume=resume):
+        point = folder.resume_point() if resume else None
         if resume:
-            last = saver.last
-            if last.exists():  # fail on a foreign checkpoint before loading any data
-                check_architecture(load_checkpoint(last), config, last)
+            if point is None:
+                raise ConfigError(
+                    f"--resume: {folder.last} does not exist; check the --out folder, or leave "
+                    "out --resume to start a new run there"
+                )
+            if point.state is None:
+                raise CheckpointError(point.error)
+            # A foreign checkpoint fails before any data is loaded.
+            check_architecture(point.state, config, point.path)
             if not Path(config.data).exists():
                 # --data was given relative to the folder the run started in: find it here.
-                config = dataclasses.replace(config, data=recorded_data(saver.folder, config.data))
-        trainer = Trainer(config, out_dir, dist=dist, **kwargs)
-        return trainer.fit(resume=resume, allow_changes=allow_changes)
+                config = dataclasses.replace(config, data=recorded_data(folder.path, config.data))
+        trainer = Trainer(config, folder, dist=dist, **kwargs)
+        return trainer.fit(point, allow_changes=allow_changes)

@@ -79,7 +79,7 @@ def test_fresh_clone_is_a_dvc_project(tmp_path):
     # --force: on a fresh clone DVC 3 cannot hash the inputs that no stage has made yet and
     # stops a plain --dry at the first of them (treeverse/dvc#9021); see the README.
     dry = dvc(work, "repro", "--dry", "--force")
-    assert "python -m resnet_repro stage fetch" in dry
+    assert "python -m resnet_repro fetch" in dry
     assert f"--run {next(iter(runs))} " in dry and "python -m resnet_repro stage report" in dry
     assert "Queued experiment" in dvc(work, "exp", "run", "--queue", "-S", "seeds=[1]")
     assert "Queued" in dvc(work, "queue", "status")

@@ -57,7 +57,28 @@ def test_program_version_does_not_swallow_the_architecture_flag(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version", "1", "train", "--out", "x"])
     assert exit_.value.code == 2
-    assert "put it after the subcommand: resnet-repro train --version 1" in capsys.readouterr().err
+    assert "resnet-repro train --resnet-version 1" in capsys.readouterr().err
+
+
+def test_the_network_version_old_spelling_works_with_a_note(capsys, tmp_path):
+    """--resnet-version is the network's; --version after the command still sets it."""
+    from resnet_repro.cli import build_parser
+
+    for spelling in ("--resnet-version", "--version"):
+        assert build_parser().parse_args(["train", spelling, "2", "--out", "x"]).version == 2
+        args = ["train", spelling, "2", "--out", str(tmp_path / "x"), "--data", "none"]
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert "resnet-repro train: error: none: no such file or folder" in err
+        assert ("is spelled --resnet-version now" in err) == (spelling == "--version")
+
+
+def test_errors_name_the_command_that_failed(capsys, tmp_path):
+    (tmp_path / "params.yaml").write_text("runs:\n  r: {}\n")
+    assert main(["stage", "train-many", "--repo", str(tmp_path), "--runs", "nope"]) == 1
+    assert capsys.readouterr().err.startswith("resnet-repro stage train-many: error: ")
+    assert main(["dev", "cpu-golden", "--workdir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("resnet-repro dev cpu-golden: error: ")
 
 
 def files_of(folder):
@@ -98,8 +119,8 @@ BAD_INPUTS = [
         "typo does not exist; check the --out folder",
     ),
     (
-        "train --out {run} --data {archive} --valid-fraction 0.2 --version 1 --resnet-size 1 "
-        "--batch-size 32 --epochs 2 --lr 0.5 --resume",
+        "train --out {run} --data {archive} --valid-fraction 0.2 --resnet-version 1 "
+        "--resnet-size 1 --batch-size 32 --epochs 2 --lr 0.5 --resume",
         "would change the experiment: lr 0.1 -> 0.5",
     ),
     (

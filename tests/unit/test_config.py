@@ -150,7 +150,7 @@ def test_command_line_overrides_recipe_and_file(tmp_path):
     c = parse(
         "--recipe",
         "seed",
-        "--version",
+        "--resnet-version",
         "2",
         "--resnet-size",
         "8",

@@ -305,10 +305,7 @@ def test_a_folder_the_fetch_stage_extracted_is_recorded_with_its_archives_md5(tm
     dest = tmp_path / "data"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert (
-            main(["stage", "fetch", "--dest", str(dest), "--source", str(archive), "--md5", md5])
-            == 0
-        )
+        assert main(["fetch", "--dest", str(dest), "--source", str(archive), "--md5", md5]) == 0
     cache = tmp_path / "cache"
     assert load_source(dest, cache_dir=cache).source_md5 == md5
     assert load_source(dest / BATCH_DIR, cache_dir=cache).source_md5 == md5

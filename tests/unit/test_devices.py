@@ -53,7 +53,7 @@ def config(archive, device, **overrides):
 def cli_args(archive, device, out, *extra):
     c = config(archive, device)
     args = [
-        *("--version", "1", "--resnet-size", "1", "--epochs", str(c.epochs)),
+        *("--resnet-version", "1", "--resnet-size", "1", "--epochs", str(c.epochs)),
         *("--batch-size", "32", "--lr", "0.05", "--milestones", "10000"),
         *("--data", str(archive), "--valid-fraction", "0.2", "--device", device),
         *("--checkpoint-every", "1", "--out", str(out)),
@@ -142,7 +142,7 @@ def test_compiled_fast_recipe_resumes_bitwise(real_archive, tmp_path, device):
     batch dimension dynamic, so a resumed process computed epoch 2 with other kernels than the
     uninterrupted one (weights differed on this subset); static shapes make them equal."""
     args = [
-        *("--recipe", "fast", "--version", "1", "--resnet-size", "1", "--epochs", "2"),
+        *("--recipe", "fast", "--resnet-version", "1", "--resnet-size", "1", "--epochs", "2"),
         *("--data", str(real_archive), "--valid-fraction", "0.1", "--device", device),
     ]
     train_cli = [sys.executable, "-m", "resnet_repro", "train", *args]

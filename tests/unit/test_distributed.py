@@ -188,7 +188,7 @@ def cli(*args, torchrun=0, env=None, **kwargs):
 
 def train_args(archive, out, epochs):
     return [
-        "--version",
+        "--resnet-version",
         "1",
         "--resnet-size",
         "1",

@@ -72,8 +72,14 @@ def test_stage_deps_cover_every_module_its_command_runs(name, command, deps):
     )
 
 
-def test_every_stage_calls_the_stage_group():
-    assert {command.split()[0] for _, command, _ in stages()} == {"stage"}
+def test_the_compare_stage_records_a_failing_cell_and_goes_on():
+    """dvc.yaml calls the users' fetch and compare; compare with --exit-zero, or a failing cell
+    would stop the pipeline before its report."""
+    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    assert {command for _, command, _ in stages()} - {"fetch", "compare"} <= {
+        f"stage {verb}" for verb in ("train", "evaluate", "report")
+    }
+    assert "compare --exit-zero " in doc["stages"]["compare"]["cmd"]
 
 
 def test_the_check_sees_lazy_imports():

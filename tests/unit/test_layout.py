@@ -20,13 +20,12 @@ LAYERS = [
         "checkpoint",
         "runtime",
         "distributed",
-        "run_folder",
         "schedule",
         "step_graph",
         "optim",
     },
-    {"pack"},  # image files in (pack's and predict's one reader)
-    {"evaluate", "loader", "saver"},  # metrics; the loop's data and its folder
+    {"pack", "run_folder"},  # image files in; the run folder (its lock, resume point, writes)
+    {"evaluate", "loader"},  # metrics; the loop's data
     {"train"},  # the engine
     {"pipeline", "certificate"},  # the study's stages; its certificate
     {"report", "projection", "rehearsal"},

@@ -123,7 +123,7 @@ def test_a_packed_archives_class_names_reach_the_checkpoint_and_predict(tmp_path
     names = [f"c{i}" for i in range(10)]
     image_folder(tmp_path / "imgs", names=names)
     packed = pack_image_folder(tmp_path / "imgs", tmp_path / "a.tar.gz", test_fraction=1 / 3)
-    args = ["train", "--recipe", "seed", "--version", "1", "--resnet-size", "1"]
+    args = ["train", "--recipe", "seed", "--resnet-version", "1", "--resnet-size", "1"]
     args += ["--epochs", "1", "--continue-epochs", "0", "--batch-size", "8"]
     args += ["--valid-fraction", "0.2", "--device", "cpu", "--data", str(packed.path)]
     assert main([*args, "--out", str(tmp_path / "run")]) == 0

@@ -74,7 +74,7 @@ def test_a_run_without_validation_is_evaluated_and_reported(fake_archive, tmp_pa
     """The paper recipe on all training images has no validation accuracy: evaluate's line,
     metrics.json, history.csv, compare and report all say so instead of crashing."""
     run, metrics_dir = tmp_path / "run", tmp_path / "results" / "runs"
-    common = ["--version", "1", "--resnet-size", "1", "--data", str(fake_archive)]
+    common = ["--resnet-version", "1", "--resnet-size", "1", "--data", str(fake_archive)]
     train = ["--split-index", "200", "--epochs", "2", "--checkpoint-every", "1"]
     train += ["--batch-size", "50", "--device", "cpu", "--out", str(run)]
     assert main(["train", *common, *train]) == 0
@@ -138,7 +138,7 @@ def test_a_run_without_validation_is_evaluated_and_reported(fake_archive, tmp_pa
         str(comparison),
     ]
     assert main(compare) == 1  # a user's compare fails on a failing cell
-    assert main(["stage", *compare]) == 0  # the pipeline's records it and goes on
+    assert main([*compare, "--exit-zero"]) == 0  # the pipeline's records it and goes on
     params = tmp_path / "params.yaml"
     params.write_text(
         yaml.safe_dump(
@@ -237,7 +237,7 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
     """A median-of-5 cell shows the median, not the mean; the seed's test cell compares the
     accuracy after the continued epochs, so the report has a row for it; the continued epochs'
     duration stands beside the seed's."""
-    from resnet_repro.report import write_report
+    from resnet_repro.report import paper_points, write_report
 
     runs = {
         "paper-v2-n18": {"recipe": "paper", "version": 2, "resnet_size": 18},
@@ -276,6 +276,7 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
         )
     rows = [
         {
+            "table": "paper.yaml",
             "run": "paper-v2-n18",
             "metric": "test_acc_final",
             "statistic": "median",
@@ -284,6 +285,7 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
             "golden": 0.9454,
         },
         {
+            "table": "seed.yaml",
             "run": "seed-v1-n18",
             "metric": "test_acc_continued",
             "statistic": "single",
@@ -298,8 +300,14 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
         + "".join(f"{e},0.5,{0.08 - 0.01 * e},\n" for e in range(1, 6))
     )
     comparison = tmp_path / "comparison.json"
-    comparison.write_text(json.dumps({"ok": False, "failed": ["x"], "rows": rows}))
+    provenance = {"paper.yaml": {"recipe": "paper"}, "seed.yaml": {"recipe": "seed"}}
+    result = {"ok": False, "failed": ["x"], "rows": rows, "provenance": provenance}
+    comparison.write_text(json.dumps(result))
     report = write_report(params, tmp_path / "m", comparison, tmp_path / "report").read_text()
+    # The papers' points of the depth plot: the paper table's golden values, not the seed's.
+    shown = {r: dict(spec, size=spec["resnet_size"]) for r, spec in runs.items()}
+    assert paper_points(result, shown, 2) == [(164, 0.9454)]
+    assert paper_points(result, shown, 1) == []
     assert "| v2 | 0.2000 (median of 5) / 0.9454 |" in report
     continued = report.split("test_acc_continued (measured / golden):")[1]
     assert "| v1 | 0.6000 / 0.8981 |" in continued.split("test_acc_final")[0]

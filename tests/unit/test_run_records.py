@@ -4,6 +4,7 @@ the history's torn line, the normalization stored with the run, and process-wide
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +14,20 @@ from test_train import tiny_config
 from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import CheckpointError, load_checkpoint
 from resnet_repro.cifar import md5_of
+from resnet_repro.config import ConfigError
 from resnet_repro.evaluate import evaluate_run
 from resnet_repro.image_utils import Normalization
-from resnet_repro.run_folder import RunFolderError, code_version, read_history
+from resnet_repro.run_folder import (
+    Resume,
+    ResumePoint,
+    RunFolderError,
+    code_version,
+    decide_resume,
+    read_history,
+    run_folder_lock,
+)
 from resnet_repro.runtime import deterministic_kernels
-from resnet_repro.train import train
+from resnet_repro.train import Trainer, train
 
 FAKE_ARCHIVE_MD5 = "049b64c2a0c89e55f142d80a23b906da"  # write_fake_cifar10(path) at 2026-11-26
 
@@ -49,9 +59,113 @@ def test_resume_with_another_experiment_is_refused_then_recorded_when_allowed(
     assert segments[0]["started"] <= segments[1]["started"]
 
 
-def test_resume_into_a_folder_without_checkpoint_says_so(fake_archive, tmp_path):
-    from resnet_repro.config import ConfigError
+def grid_params(folder, archive):
+    """A one-run grid of one tiny epoch on ``archive``."""
+    (folder / "params.yaml").write_text(
+        f"data: {{dest: {archive}}}\nruns:\n  r: {{recipe: paper, version: 1, resnet_size: 1, "
+        "epochs: 1, batch_size: 32, valid_fraction: 0.2, checkpoint_every: 1, "
+        "eval_checkpoints: '1', device: cpu}\n"
+    )
 
+
+def test_one_rule_decides_continue_refuse_and_restart(fake_archive):
+    """decide_resume: the command line's reading (exact=False) and the pipeline's (exact=True)
+    of the same checkpoint state."""
+    config = tiny_config(fake_archive)
+    state = {"config": config.to_dict(), "data_md5": "d", "code_digest": "c", "epoch": 1}
+    point = ResumePoint(Path("run/last.ckpt"), state)
+    for exact in (False, True):
+        assert decide_resume(point, config, "d", "c", exact=exact).verb == "continue"
+        missing = decide_resume(None, config, "d", "c", exact=exact)
+        assert (missing.verb, missing.reason) == ("restart", "it holds no checkpoint")
+        torn = decide_resume(ResumePoint(point.path, error="empty"), config, "d", "c", exact=exact)
+        assert (torn.verb, torn.reason) == ("restart", "its last.ckpt is unreadable (empty)")
+    moved = tiny_config(fake_archive, device="meta", lr=0.5)
+    refused = decide_resume(point, moved, "d", "c", exact=False)
+    assert refused == Resume("refuse", ("lr 0.05 -> 0.5",), ("device 'cpu' -> 'meta'",))
+    assert decide_resume(point, moved, "d", "c", exact=True).verb == "restart"
+    elsewhere = tiny_config(fake_archive, device="meta")
+    assert decide_resume(point, elsewhere, "d", "c", exact=False) == Resume(
+        "continue", free=("device 'cpu' -> 'meta'",)
+    )
+    data = decide_resume(point, config, "e", "c", exact=False)
+    assert data == Resume("refuse", ("data md5 d -> e",))
+    assert decide_resume(point, config, "d", "new code", exact=False).verb == "continue"
+    for md5, code, reason in (
+        ("d", "new code", "code"),
+        ("e", "c", "data"),
+        ("e", "new code", "code and data"),
+    ):
+        restart = decide_resume(point, config, md5, code, exact=True)
+        assert (restart.verb, restart.reason) == (
+            "restart",
+            f"it was trained with another {reason}",
+        )
+    older = {**state, "config": {k: v for k, v in state["config"].items() if k != "init"}}
+    assert decide_resume(ResumePoint(point.path, older), config, "d", "c", exact=True).reason == (
+        "it was trained with another config"
+    )
+
+
+def test_one_resume_loads_last_ckpt_once(fake_archive, tmp_path, monkeypatch):
+    """The command line's resume and the pipeline's each read last.ckpt once."""
+    from resnet_repro.pipeline import train_grid_run
+
+    grid_params(tmp_path, fake_archive)
+    train_grid_run(tmp_path / "params.yaml", "r", tmp_path / "out")
+    config = tiny_config(fake_archive, epochs=1)
+    train(config, tmp_path / "run")
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(
+        torch,
+        "load",
+        lambda path, *a, **k: [loads.append(Path(path).name), real_load(path, *a, **k)][1],
+    )
+    train(tiny_config(fake_archive, epochs=2), tmp_path / "run", resume=True)
+    assert loads == ["last.ckpt"]
+    loads.clear()
+    train_grid_run(tmp_path / "params.yaml", "r", tmp_path / "out")
+    assert loads == ["last.ckpt"]
+
+
+def test_the_pipeline_restarts_a_folder_of_another_run_and_says_why(fake_archive, tmp_path, capsys):
+    grid_params(tmp_path, fake_archive)
+    from resnet_repro.pipeline import train_grid_run
+
+    seed = tmp_path / "out/seed-0"
+    train(tiny_config(fake_archive, epochs=1, lr=0.5), seed)
+    (seed / "stray.txt").write_text("an older run's file")
+    train_grid_run(tmp_path / "params.yaml", "r", tmp_path / "out")
+    assert "starting afresh, since it was trained with another config" in capsys.readouterr().out
+    assert not (seed / "stray.txt").exists()
+    assert load_checkpoint(seed / "last.ckpt")["config"]["lr"] != 0.5
+    (seed / "last.ckpt").write_bytes(b"")
+    train_grid_run(tmp_path / "params.yaml", "r", tmp_path / "out")
+    assert "starting afresh, since its last.ckpt is unreadable" in capsys.readouterr().out
+
+
+def test_trainer_trains_only_in_a_folder_it_holds(fake_archive, tmp_path, monkeypatch):
+    """Trainer.fit holds the run folder's lock while it trains, whoever built it."""
+    trainer = Trainer(tiny_config(fake_archive, epochs=1), tmp_path / "run", progress=False)
+    real_epoch = trainer.train_epoch
+    held = []
+
+    def epoch(*args):
+        with pytest.raises(ConfigError, match="being written by another training process"):
+            with run_folder_lock(tmp_path / "run"):
+                pass
+        held.append(trainer.folder.held)
+        return real_epoch(*args)
+
+    monkeypatch.setattr(trainer, "train_epoch", epoch)
+    trainer.fit()
+    assert held == [True] and not trainer.folder.held
+    with run_folder_lock(tmp_path / "run"):  # released when fit returns
+        pass
+
+
+def test_resume_into_a_folder_without_checkpoint_says_so(fake_archive, tmp_path):
     with pytest.raises(ConfigError, match=r"typo does not exist; check the --out folder"):
         train(tiny_config(fake_archive), tmp_path / "typo", resume=True)
     assert not (tmp_path / "typo").exists()

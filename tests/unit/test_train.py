@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_repro import saver as saver_module
+from resnet_repro import run_folder as run_folder_module
 from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import (
     CheckpointError,
@@ -159,7 +159,7 @@ def run_cli(args, **kwargs):
 def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     archive = write_fake_cifar10(tmp_path / "f.tar.gz", train_per_batch=100, test_size=20, seed=0)
     args = [
-        "--version",
+        "--resnet-version",
         "1",
         "--resnet-size",
         "1",
@@ -214,21 +214,21 @@ def test_kill_between_epoch_checkpoint_and_last_loses_no_checkpoint(
     epoch's checkpoint exists at the end, equal to an uninterrupted run's."""
     config = tiny_config(fake_archive, epochs=3, checkpoint_every=1)
     train(config, tmp_path / "whole")
-    real_copy = saver_module.copy_checkpoint
+    real_copy = run_folder_module.copy_checkpoint
 
     def killed_before_last(source, path):
         if source.name == "model-2.ckpt":
             raise KeyboardInterrupt("killed between model-2.ckpt and last.ckpt")
         real_copy(source, path)
 
-    monkeypatch.setattr(saver_module, "copy_checkpoint", killed_before_last)
+    monkeypatch.setattr(run_folder_module, "copy_checkpoint", killed_before_last)
     with pytest.raises(
         TrainingInterrupted, match=r"holds a checkpoint of epoch 2: rerun with --res"
     ):
         train(config, tmp_path / "part")
     assert load_checkpoint(tmp_path / "part/last.ckpt")["epoch"] == 1
     assert (tmp_path / "part/model-2.ckpt").is_file()
-    monkeypatch.setattr(saver_module, "copy_checkpoint", real_copy)
+    monkeypatch.setattr(run_folder_module, "copy_checkpoint", real_copy)
     train(config, tmp_path / "part", resume=True)
     for name in ("model-1.ckpt", "model-2.ckpt", "model-3.ckpt", "last.ckpt"):
         assert weights_digest(tmp_path / "part" / name) == weights_digest(tmp_path / "whole" / name)
@@ -241,9 +241,9 @@ def test_each_state_is_pickled_once_and_a_rehearsal_only_where_numbered(
     """last.ckpt is written every epoch (a rehearsal's only with a numbered checkpoint, which
     nothing but a resume would read), and at a numbered epoch it is a copy of model-N.ckpt."""
     saved = []
-    real_save = saver_module.save_checkpoint
+    real_save = run_folder_module.save_checkpoint
     monkeypatch.setattr(
-        saver_module,
+        run_folder_module,
         "save_checkpoint",
         lambda path, state: [saved.append(path.name), real_save(path, state)],
     )
@@ -261,17 +261,17 @@ def test_kill_before_the_first_last_ckpt_resumes_from_model_1(fake_archive, tmp_
     model-1.ckpt instead of refusing a folder it also refuses to overwrite."""
     config = tiny_config(fake_archive, epochs=3, checkpoint_every=1)
     train(config, tmp_path / "whole")
-    real_copy = saver_module.copy_checkpoint
+    real_copy = run_folder_module.copy_checkpoint
 
     def killed_before_last(source, path):
         raise KeyboardInterrupt("killed between model-1.ckpt and last.ckpt")
 
-    monkeypatch.setattr(saver_module, "copy_checkpoint", killed_before_last)
+    monkeypatch.setattr(run_folder_module, "copy_checkpoint", killed_before_last)
     with pytest.raises(TrainingInterrupted, match="holds a checkpoint of epoch 1: rerun with"):
         train(config, tmp_path / "part")
     assert (tmp_path / "part/model-1.ckpt").is_file()
     assert not (tmp_path / "part/last.ckpt").exists()
-    monkeypatch.setattr(saver_module, "copy_checkpoint", real_copy)
+    monkeypatch.setattr(run_folder_module, "copy_checkpoint", real_copy)
     train(config, tmp_path / "part", resume=True)
     assert weights_digest(tmp_path / "part/last.ckpt") == weights_digest(
         tmp_path / "whole/last.ckpt"
