@@ -48,6 +48,7 @@ from resnet_repro.golden import (
     verdict,
 )
 from resnet_repro.run_folder import RunFolderError, read_history, read_provenance
+from resnet_repro.study import seed_folders
 
 FORMAT = 2  # 2: root, runs_dir, metrics_dir, candidates; the environment's digest
 IMAGES_APART = 1  # per 1,000 evaluated images, when the device type differs from the record's
@@ -88,13 +89,6 @@ def statistic_of(statistic: str, values: list[float]) -> float:
     if statistic == "median":
         return statistics.median(values)
     return statistics.fmean(values)
-
-
-def seed_folders(run_dir: Path) -> dict[str, Path]:
-    folders = sorted(run_dir.glob("seed-*"), key=lambda p: int(p.name.removeprefix("seed-")))
-    if folders:
-        return {p.name.removeprefix("seed-"): p for p in folders}
-    return {"": run_dir}
 
 
 def measured_on(metric: str, seed: dict[str, Any], folder: Path) -> tuple[int, str] | None:

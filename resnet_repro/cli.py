@@ -235,7 +235,7 @@ def workdir_problem(folder: Path) -> ValueError | None:
 def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
     import subprocess
 
-    from resnet_repro.pipeline import run_cpu_pipeline
+    from resnet_repro.study import run_cpu_pipeline
 
     if problem := workdir_problem(args.workdir):
         return fail(args, problem)
@@ -257,10 +257,12 @@ def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
 def run_rehearse(args: argparse.Namespace) -> int:
     import subprocess
 
-    from resnet_repro.rehearsal import run_rehearsal
+    from resnet_repro.study import run_rehearsal
 
     if problem := workdir_problem(args.workdir):
         return fail(args, problem)
+    if not args.repo.is_dir():
+        return fail(args, ConfigError(f"--repo {args.repo}: no such folder; give the repository's"))
     try:
         uncommitted = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
@@ -288,7 +290,7 @@ def run_rehearse(args: argparse.Namespace) -> int:
 
 
 def run_cpu_golden(args: argparse.Namespace) -> int:
-    from resnet_repro.pipeline import make_cpu_golden
+    from resnet_repro.study import make_cpu_golden
 
     if problem := workdir_problem(args.workdir):
         return fail(args, problem)
@@ -301,7 +303,8 @@ def run_cpu_golden(args: argparse.Namespace) -> int:
 
 
 def run_train_runs(args: argparse.Namespace) -> int:
-    from resnet_repro.pipeline import load_params, train_runs_concurrently
+    from resnet_repro.config import load_params
+    from resnet_repro.study import train_runs_concurrently
 
     try:
         runs = args.runs or list(load_params(args.repo / "params.yaml")["runs"])

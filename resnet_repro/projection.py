@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from resnet_repro.cifar import OFFICIAL_COUNTS
-from resnet_repro.config import TrainConfig, speed_fields
+from resnet_repro.config import TrainConfig, load_params, speed_fields
 from resnet_repro.data import Splits
-from resnet_repro.pipeline import load_params, run_config, run_seeds
+from resnet_repro.pipeline import run_config
 from resnet_repro.schedule import epoch_steps, total_steps
 from resnet_repro.step_graph import WARMUP_STEPS
+from resnet_repro.study import run_seeds
 from resnet_repro.train import Trainer
 
 # Settings that change the time of a step; runs equal on these share one measurement.

@@ -91,8 +91,9 @@ def plant(bug: str) -> None:
 def run_grid(bug: str, workdir: Path, out: Path) -> dict:
     """Train and evaluate every run of the prepared CPU grid with ``bug`` planted."""
     plant(bug)
+    from resnet_repro.config import load_params
     from resnet_repro.golden import compare
-    from resnet_repro.pipeline import load_params, run_metrics, train_grid_run
+    from resnet_repro.pipeline import run_metrics, train_grid_run
 
     params = load_params(workdir / "params.yaml")
     for run, entry in params["runs"].items():
@@ -128,9 +129,10 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
+    from resnet_repro.config import load_params
     from resnet_repro.fetch import fetch_cifar10
     from resnet_repro.kernels import portable_env
-    from resnet_repro.pipeline import clone, load_params, prepare_cpu_workdir
+    from resnet_repro.study import clone, prepare_cpu_workdir
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from resnet_repro.pipeline import run_seeds
-from resnet_repro.rehearsal import AMOUNTS
+from resnet_repro.study import AMOUNTS, run_seeds
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -385,3 +385,25 @@ def test_help_and_fetch_start_without_torch(fake_archive, tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_orchestration_commands_run_without_torch(tmp_path):
+    """rehearse, stage train-many and dev cpu-pipeline drive git and dvc: they import the
+    torch-free study.py, not the engine (each stops here at its first user error). Without
+    --seeds, cpu-pipeline asks torch whether this CPU runs the pinned kernels."""
+    (tmp_path / "params.yaml").write_text("runs:\n  r: {}\n")
+    commands = [
+        ["stage", "train-many", "--repo", str(tmp_path), "--runs", "nope"],
+        ["rehearse", "--workdir", str(tmp_path / "w1"), "--repo", str(tmp_path / "none")],
+        ["dev", "cpu-pipeline", "--workdir", str(tmp_path / "w2"), "--seeds", "0", "--repo", "x"],
+    ]
+    script = (
+        "import sys\n"
+        "from resnet_repro.cli import main\n"
+        f"assert [main(args) for args in {commands!r}] == [1, 1, 1]\n"
+        "assert 'resnet_repro.study' in sys.modules\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"

@@ -72,6 +72,15 @@ def test_stage_deps_cover_every_module_its_command_runs(name, command, deps):
     )
 
 
+def test_every_listed_dependency_exists():
+    """A source dependency that is gone (a module merged away) fails dvc repro at once."""
+    sources = {
+        d for _, _, deps in stages() for d in deps if d.startswith(("resnet_repro/", "tests/"))
+    }
+    missing = sorted(d for d in sources if not (REPO / d).exists())
+    assert not missing, f"dvc.yaml lists dependencies that do not exist: {missing}"
+
+
 def test_the_compare_stage_records_a_failing_cell_and_goes_on():
     """dvc.yaml calls the users' fetch and compare; compare with --exit-zero, or a failing cell
     would stop the pipeline before its report."""

@@ -14,6 +14,7 @@ LAYERS = [
     {"atomic", "cifar", "net", "image_utils", "golden"},  # facts, files, the network, pixels
     {"config", "fetch", "archive_writer"},  # settings; archives in and out
     {"kernels"},  # the process's CPU kernels
+    {"study"},  # the study run with git and dvc, without torch
     # arrays, state, the step's graph
     {
         "data",
@@ -28,7 +29,7 @@ LAYERS = [
     {"evaluate", "loader"},  # metrics; the loop's data
     {"train"},  # the engine
     {"pipeline", "certificate"},  # the study's stages; its certificate
-    {"report", "projection", "rehearsal"},
+    {"report", "projection"},
     {"cli"},
     {"__main__"},
 ]

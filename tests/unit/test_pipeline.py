@@ -38,7 +38,7 @@ def test_run_config_overlays_defaults_run_and_recipe(tmp_path):
 
 
 def test_seeds_are_validated(tmp_path):
-    from resnet_repro.pipeline import run_seeds
+    from resnet_repro.study import run_seeds
 
     assert run_seeds({}) == [0] and run_seeds({"seeds": [0, 1, 2]}) == [0, 1, 2]
     for bad in ([], [0, 0], ["1"], 3):
@@ -69,7 +69,7 @@ def test_full_study_params_hold_the_seed_and_paper_grids():
     assert {("paper", 1, n) for n in (3, 5, 7, 9)} <= grid
     for name in runs:
         run_config(Path(__file__).parents[2] / "params.yaml", name)
-    from resnet_repro.pipeline import run_seeds
+    from resnet_repro.study import run_seeds
 
     # The papers' 5-run statistics need 5 seeds there; one elsewhere.
     assert run_seeds(params, run="paper-v1-n18") == run_seeds(params, run="paper-v2-n18")
@@ -173,7 +173,8 @@ def test_grid_run_with_unusable_eval_checkpoints_fails_before_training(tmp_path,
 
 
 def test_several_seeds_are_compared_with_the_several_seed_table(tmp_path):
-    from resnet_repro.pipeline import CPU_PARAMS, CPU_SEEDS_TABLE, load_params, prepare_cpu_workdir
+    from resnet_repro.config import load_params
+    from resnet_repro.study import CPU_PARAMS, CPU_SEEDS_TABLE, prepare_cpu_workdir
 
     repo = Path(__file__).resolve().parents[2]
     (tmp_path / "pipeline").mkdir()
@@ -185,13 +186,13 @@ def test_several_seeds_are_compared_with_the_several_seed_table(tmp_path):
 
 
 def test_a_cpu_without_the_pinned_kernels_is_compared_over_five_seeds(monkeypatch, capsys):
-    from resnet_repro import pipeline
+    from resnet_repro import study
 
-    assert pipeline.cpu_pipeline_seeds([3]) == [3]
-    monkeypatch.setattr(pipeline, "can_pin", lambda: True)
-    assert pipeline.cpu_pipeline_seeds(None) is None  # params-cpu.yaml's one seed, pinned table
-    monkeypatch.setattr(pipeline, "can_pin", lambda: False)
-    assert pipeline.cpu_pipeline_seeds(None) == [0, 1, 2, 3, 4]
+    assert study.cpu_pipeline_seeds([3]) == [3]
+    monkeypatch.setattr(study, "can_pin", lambda: True)
+    assert study.cpu_pipeline_seeds(None) is None  # params-cpu.yaml's one seed, pinned table
+    monkeypatch.setattr(study, "can_pin", lambda: False)
+    assert study.cpu_pipeline_seeds(None) == [0, 1, 2, 3, 4]
     assert "cannot run the pinned table's kernels (AVX2)" in capsys.readouterr().out
 
 

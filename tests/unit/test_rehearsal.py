@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from resnet_repro.cli import main
-from resnet_repro.config import ConfigError
+from resnet_repro.config import ConfigError, load_params
 from resnet_repro.evaluate import parse_checkpoints
-from resnet_repro.pipeline import load_params, run_config, run_seeds
-from resnet_repro.rehearsal import AMOUNTS, OVERRIDE, check_rehearsal, rehearsal_params
+from resnet_repro.pipeline import run_config
+from resnet_repro.study import AMOUNTS, OVERRIDE, check_rehearsal, rehearsal_params, run_seeds
 
 REPO = Path(__file__).resolve().parents[2]
 
