@@ -9,8 +9,9 @@ parser (``command``), never by a name spelled in its handler.
 Importing it imports no torch: ``--help`` and ``fetch`` start in a fraction of a second
 (docs/measurements.md); each handler imports what its command needs.
 
-A user's mistake (bad option, bad data, unusable checkpoint) ends with one line naming what was
-wrong and what to do, and exit status 1; anything else is a bug and keeps its traceback."""
+A user's mistake (bad option, bad data, unusable checkpoint), raised by the library as one of
+``USER_ERRORS``, ends in ``main`` with one line naming what was wrong and what to do, and exit
+status 1; anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import dataclasses
 import functools
 import json
 import logging
+import subprocess
 import sys
 import typing
 import warnings
@@ -142,21 +144,15 @@ def run_stage_train(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from resnet_repro.evaluate import evaluate_run, parse_checkpoints
 
-    try:
-        epochs = parse_checkpoints(args.checkpoints)
-        evaluate_run(args.run, epochs, split=args.split, data=args.data, device=args.device)
-    except USER_ERRORS as e:
-        return fail(args, e)
+    epochs = parse_checkpoints(args.checkpoints)
+    evaluate_run(args.run, epochs, split=args.split, data=args.data, device=args.device)
     return 0
 
 
 def run_stage_evaluate(args: argparse.Namespace) -> int:
     from resnet_repro.pipeline import run_metrics
 
-    try:
-        m = run_metrics(args.run, args.checkpoints, args.metrics_dir, device=args.device)
-    except USER_ERRORS as e:
-        return fail(args, e)
+    m = run_metrics(args.run, args.checkpoints, args.metrics_dir, device=args.device)
     seeds = f" (mean of {len(m['seeds'])} seeds)" if "seeds" in m else ""
     rehearsal = " [rehearsal: values meaningless]" if m["rehearsal"] else ""
     print(
@@ -174,10 +170,7 @@ def accuracy_text(value: float | None) -> str:
 def run_compare(args: argparse.Namespace) -> int:
     from resnet_repro.golden import compare, markdown
 
-    try:
-        result = compare(args.golden, args.metrics_dir)
-    except USER_ERRORS as e:
-        return fail(args, e)
+    result = compare(args.golden, args.metrics_dir)
     args.out.mkdir(parents=True, exist_ok=True)
     table = markdown(result)
     (args.out / "comparison.md").write_text(table)
@@ -201,7 +194,7 @@ def run_report(args: argparse.Namespace) -> int:
         )
         path = write_report(args.params, args.metrics_dir, args.comparison, args.out, certificate)
         write_certificate(certificate, args.certificate)
-    except (*USER_ERRORS, OSError) as e:
+    except OSError as e:
         return fail(args, e)
     print(f"certificate written to {args.certificate}: {certificate['status']}")
     comparison = json.loads(args.comparison.read_text())
@@ -213,10 +206,7 @@ def run_report(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from resnet_repro.certificate import verify
 
-    try:
-        failures = verify(args.certificate, device=args.device)
-    except USER_ERRORS as e:
-        return fail(args, e)
+    failures = verify(args.certificate, device=args.device)
     if failures:
         return fail(args, RuntimeError(f"do not hold: {', '.join(failures)}"))
     print(f"{args.certificate}: every cell holds")
@@ -233,19 +223,11 @@ def workdir_problem(folder: Path) -> ValueError | None:
 
 
 def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
-    import subprocess
-
     from resnet_repro.study import run_cpu_pipeline
 
     if problem := workdir_problem(args.workdir):
         return fail(args, problem)
-    try:
-        seconds = run_cpu_pipeline(args.repo.resolve(), args.workdir, seeds=args.seeds)
-    except subprocess.CalledProcessError as e:
-        reason = f"{e.cmd} failed with exit status {e.returncode}"
-        return fail(args, RuntimeError(reason))
-    except USER_ERRORS as e:
-        return fail(args, e)
+    seconds = run_cpu_pipeline(args.repo.resolve(), args.workdir, seeds=args.seeds)
     print(f"CPU-scale pipeline: dvc repro took {seconds:.1f} s; results in {args.workdir}/results")
     comparison = json.loads((args.workdir / "results" / "comparison.json").read_text())
     if not comparison["ok"]:
@@ -255,33 +237,26 @@ def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
 
 
 def run_rehearse(args: argparse.Namespace) -> int:
-    import subprocess
-
     from resnet_repro.study import run_rehearsal
 
     if problem := workdir_problem(args.workdir):
         return fail(args, problem)
     if not args.repo.is_dir():
         return fail(args, ConfigError(f"--repo {args.repo}: no such folder; give the repository's"))
-    try:
-        uncommitted = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=args.repo,
-            capture_output=True,
-            text=True,
-        ).stdout.splitlines()
-        if uncommitted:
-            print(
-                f"note: the rehearsal runs the committed state of {args.repo}; its "
-                f"{len(uncommitted)} uncommitted change(s) are not in it: commit them to "
-                "rehearse them",
-                file=sys.stderr,
-            )
-        seconds = run_rehearsal(args.repo.resolve(), args.workdir)
-    except subprocess.CalledProcessError as e:
-        return fail(args, RuntimeError(f"{e.cmd} failed with exit status {e.returncode}"))
-    except USER_ERRORS as e:
-        return fail(args, e)
+    uncommitted = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=args.repo,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    if uncommitted:
+        print(
+            f"note: the rehearsal runs the committed state of {args.repo}; its "
+            f"{len(uncommitted)} uncommitted change(s) are not in it: commit them to "
+            "rehearse them",
+            file=sys.stderr,
+        )
+    seconds = run_rehearsal(args.repo.resolve(), args.workdir)
     print(
         f"Rehearsal complete: dvc repro ran every stage of the committed study in {seconds:.0f} s;"
         f" report (values meaningless): {args.workdir / 'results' / 'report' / 'report.md'}"
@@ -294,10 +269,7 @@ def run_cpu_golden(args: argparse.Namespace) -> int:
 
     if problem := workdir_problem(args.workdir):
         return fail(args, problem)
-    try:
-        make_cpu_golden(args.repo.resolve(), args.workdir, args.seeds, args.table)
-    except USER_ERRORS as e:
-        return fail(args, e)
+    make_cpu_golden(args.repo.resolve(), args.workdir, args.seeds, args.table)
     print(f"golden table written to {args.table}")
     return 0
 
@@ -306,11 +278,8 @@ def run_train_runs(args: argparse.Namespace) -> int:
     from resnet_repro.config import load_params
     from resnet_repro.study import train_runs_concurrently
 
-    try:
-        runs = args.runs or list(load_params(args.repo / "params.yaml")["runs"])
-        status = train_runs_concurrently(args.repo, runs, jobs=args.jobs, devices=args.devices)
-    except USER_ERRORS as e:
-        return fail(args, e)
+    runs = args.runs or list(load_params(args.repo / "params.yaml")["runs"])
+    status = train_runs_concurrently(args.repo, runs, jobs=args.jobs, devices=args.devices)
     failed = sorted(r for r, code in status.items() if code != 0)
     if failed:
         return fail(args, RuntimeError(f"failed: {', '.join(failed)} (see logs/)"))
@@ -321,12 +290,7 @@ def run_train_runs(args: argparse.Namespace) -> int:
 def run_project(args: argparse.Namespace) -> int:
     from resnet_repro.projection import project_grid, table
 
-    try:
-        projections = project_grid(
-            args.params, runs=args.runs, device=args.device, steps=args.steps
-        )
-    except USER_ERRORS as e:
-        return fail(args, e)
+    projections = project_grid(args.params, runs=args.runs, device=args.device, steps=args.steps)
     print(table(projections))
     return 0
 
@@ -342,7 +306,7 @@ def run_fake_archive(args: argparse.Namespace) -> int:
             test_size=args.test_size,
             seed=args.seed,
         )
-    except (DataError, OSError) as e:
+    except OSError as e:  # a folder that does not exist or cannot be written
         return fail(args, e)
     print(f"{path} md5 {md5_of(path)}")
     return 0
@@ -351,12 +315,9 @@ def run_fake_archive(args: argparse.Namespace) -> int:
 def run_pack(args: argparse.Namespace) -> int:
     from resnet_repro.pack import pack_image_folder
 
-    try:
-        packed = pack_image_folder(
-            args.folder, args.archive, test_fraction=args.test_fraction, seed=args.seed
-        )
-    except DataError as e:
-        return fail(args, e)
+    packed = pack_image_folder(
+        args.folder, args.archive, test_fraction=args.test_fraction, seed=args.seed
+    )
     print(
         f"{packed.path}: {packed.train_images} training and {packed.test_images} test images "
         f"of {len(packed.classes)} classes; md5 {packed.md5}"
@@ -367,10 +328,7 @@ def run_pack(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from resnet_repro.evaluate import predict
 
-    try:
-        results = predict(args.checkpoint, args.images, device=args.device)
-    except USER_ERRORS as e:
-        return fail(args, e)
+    results = predict(args.checkpoint, args.images, device=args.device)
     for image, ranked in zip(args.images, results, strict=True):
         top = ", ".join(f"{name} {p:.3f}" for name, p in ranked[: args.top])
         print(f"{image}: {top}")
@@ -382,23 +340,20 @@ def run_fetch(args: argparse.Namespace) -> int:
     from resnet_repro.data import check_batches
     from resnet_repro.fetch import fetch_cifar10
 
-    try:
-        is_url = args.source is None or "://" in args.source
-        url, archive = (args.source, None) if is_url else (None, Path(args.source))
-        # The library warns about data other than the official archive; a user reads it as
-        # one line of the command's, not as a Python warning with a source line.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            batches = fetch_cifar10(
-                args.dest,
-                url=url or OFFICIAL_URL,
-                md5=args.md5 or OFFICIAL_MD5,
-                archive=archive,
-                progress=sys.stderr.isatty(),
-                check=functools.partial(check_batches, name=str(archive or url)),
-            )
-    except DataError as e:
-        return fail(args, e)
+    is_url = args.source is None or "://" in args.source
+    url, archive = (args.source, None) if is_url else (None, Path(args.source))
+    # The library warns about data other than the official archive; a user reads it as
+    # one line of the command's, not as a Python warning with a source line.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batches = fetch_cifar10(
+            args.dest,
+            url=url or OFFICIAL_URL,
+            md5=args.md5 or OFFICIAL_MD5,
+            archive=archive,
+            progress=sys.stderr.isatty(),
+            check=functools.partial(check_batches, name=str(archive or url)),
+        )
     for warning in caught:
         print(f"resnet-repro {args.name}: note: {warning.message}", file=sys.stderr)
     print(f"CIFAR-10 ready at {batches}")
@@ -797,6 +752,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"resnet-repro {args.name}: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except USER_ERRORS as e:
+        return fail(args, e)
+    except subprocess.CalledProcessError as e:  # a git or dvc step of the study failed
+        return fail(args, RuntimeError(f"{e.cmd} failed with exit status {e.returncode}"))
 
 
 if __name__ == "__main__":
