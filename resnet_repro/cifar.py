@@ -11,7 +11,6 @@ from pathlib import Path
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
-OFFICIAL_SIZE = 170_498_071
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCH_MEMBERS = tuple(f"data_batch_{i}" for i in range(1, 6))
 DATA_MEMBERS = (*TRAIN_BATCH_MEMBERS, "test_batch", "batches.meta")

@@ -31,8 +31,9 @@ from pathlib import Path
 from resnet_repro import __version__
 from resnet_repro.checkpoint import CheckpointError
 from resnet_repro.cifar import DataError
-from resnet_repro.config import DEFAULT_RECIPE, RECIPES, ConfigError, TrainConfig, flag
+from resnet_repro.config import ConfigError, TrainConfig, flag
 from resnet_repro.golden import GoldenError
+from resnet_repro.recipes import DEFAULT_RECIPE, RECIPES
 from resnet_repro.run_folder import RunFolderError
 
 # The errors that mean "the user's input is wrong": each carries a message naming the input.
@@ -76,12 +77,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(
                 *flags, dest=f.name, type=hint, choices=choices, metavar=metavar, help=text
             )
-
-
-def given_config_options(args: argparse.Namespace) -> list[str]:
-    return [
-        flag(f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None
-    ]
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -8,6 +8,7 @@ seed's lines (``Restored model parameters from …`` / ``Test accuracy: 0.8986``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -124,9 +125,9 @@ def load_eval_data(
     tensors, and the source's md5."""
     config = TrainConfig.load(run / "config.yaml")
     if data is not None:
-        config.data = data
+        config = dataclasses.replace(config, data=data)
     elif not Path(config.data).exists():
-        config.data = recorded_data(run, config.data)
+        config = dataclasses.replace(config, data=recorded_data(run, config.data))
     loaded = load_splits(config)
     arrays = {
         "valid": (loaded.x_valid, loaded.y_valid),

@@ -10,6 +10,7 @@ time per image)``; compilation and data loading are not included.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
@@ -137,7 +138,7 @@ def project_grid(
         seeds = run_seeds(params, params_path, name)
         config = run_config(params_path, name, seeds[0])
         if device is not None:
-            config.device = device
+            config = dataclasses.replace(config, device=device)
         key = (config.device, *(getattr(config, f) for f in SPEED_FIELDS))
         if key not in timings:
             timings[key] = measure(config, steps=max(steps, 2), warmup=warmup)

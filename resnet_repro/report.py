@@ -14,9 +14,10 @@ from typing import Any
 import yaml
 
 from resnet_repro.certificate import markdown as certificate_markdown
-from resnet_repro.config import DEFAULT_RECIPE, load_params
+from resnet_repro.config import load_params
 from resnet_repro.golden import REHEARSAL_NOTE
 from resnet_repro.net import resnet_depth
+from resnet_repro.recipes import DEFAULT_RECIPE
 
 # He et al. 2015 (v1) and 2016 (pre-activation, v2) CIFAR-10 test accuracy by depth.
 

@@ -14,11 +14,10 @@ Design choices:
   every generator state goes into the checkpoint, so a resumed run continues the same streams.
 * The loss is checked for NaN/inf on the device every step and read back once per epoch, so
   the loop never waits on the device mid-epoch.
-* BN groups (``bn_group_images``): each process's share of a step is split into groups of that
-  many images, each forwarded and backpropagated on its own with the gradients accumulated,
-  then one optimizer step. Every BN thus normalizes over one group, as on He et al.'s two GPUs
-  of 64 images each, on any number of processes; the running statistics move once per group.
-  It costs what a step of plain BN costs (benchmarks/test_bench_train.py).
+* BN groups (``bn_group_images``, ``loader.BatchGeometry``): a step is its micro-batches, each
+  forwarded and backpropagated on its own with the gradients accumulated, then one optimizer
+  step; the running statistics move once per group. It costs what a step of plain BN costs
+  (benchmarks/test_bench_train.py).
 * ``continue_epochs``: after ``epochs`` epochs on the training split, the run goes on with the
   same model, optimizer state and random streams on every training image (the training and
   validation splits), as the seed's skeleton did; those epochs are not validated.
@@ -46,7 +45,7 @@ from resnet_repro.checkpoint import (
     code_digest,
 )
 from resnet_repro.config import ConfigError, TrainConfig
-from resnet_repro.data import DataError, Splits, load_splits
+from resnet_repro.data import Splits, load_splits
 from resnet_repro.distributed import Distributed
 from resnet_repro.evaluate import evaluate_model, recorded_data
 from resnet_repro.loader import DeviceLoader, stream_seed
@@ -102,7 +101,7 @@ class Trainer:
         progress: bool | None = None,
         dist: Distributed | None = None,
     ) -> None:
-        self.config = config.validate()
+        self.config = config
         self.dist = dist if dist is not None else Distributed.from_env()
         self.folder = (
             folder
@@ -128,8 +127,8 @@ class Trainer:
         )
         self.progress = progress
         self.splits = splits if splits is not None else load_splits(config)
-        self._check_data()
         self.loader = DeviceLoader(self.splits, config, self.device, self.dist)
+        self.geometry = self.loader.geometry
 
         gen = torch.Generator().manual_seed(stream_seed(config.seed, "init"))
         self.model = build_model(config, generator=gen).to(self.device)
@@ -150,7 +149,7 @@ class Trainer:
             )
             images = shard.stop - shard.start  # this process's share of a step
             self.train_net = CompiledForBatch(
-                self.train_net, batch_size=images // self.bn_groups(images), mode=mode
+                self.train_net, batch_size=self.geometry.micro_batch(images), mode=mode
             )
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.optimizer = make_optimizer(config, self.model.parameters(), self.device)
@@ -163,35 +162,6 @@ class Trainer:
         )
         self.epoch = 0
         self.global_step = 0
-
-    def _check_data(self) -> None:
-        s, c = self.splits, self.config
-        group, world = c.bn_group_images, self.dist.world_size
-        shard = c.batch_size // world
-        if group and c.batch_size >= group and shard < group:
-            raise ConfigError(
-                f"bn_group_images {group}: {world} processes share batch_size {c.batch_size}, "
-                f"{shard} images each, fewer than a group; run at most "
-                f"{c.batch_size // group} processes"
-            )
-        if group and shard > group and c.batch_size % (group * world):
-            raise ConfigError(
-                f"bn_group_images {group}: batch_size {c.batch_size} over {world} processes "
-                f"does not split into whole groups of {group}; run {c.batch_size // group} "
-                "processes or a divisor of it"
-            )
-        if len(s.y_train) == 0:
-            raise DataError("the training set is empty")
-        if c.batch_size > len(s.y_train):
-            raise ConfigError(
-                f"batch_size {c.batch_size} is larger than the training set ({len(s.y_train)} "
-                "images)"
-            )
-        for name, y in (("train", s.y_train), ("valid", s.y_valid), ("test", s.y_test)):
-            if len(y) and (y.min() < 0 or y.max() >= c.num_classes):
-                raise DataError(
-                    f"{name} labels span {y.min()}..{y.max()}, outside 0..{c.num_classes - 1}"
-                )
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -435,42 +405,27 @@ class Trainer:
         self.global_step += 1
         return loss, logits
 
-    def bn_groups(self, images: int) -> int:
-        """How many BN groups this process's ``images`` of a step form: whole groups of
-        ``bn_group_images`` (a step's last, smaller batch: as many near-equal parts as a full
-        one would have, as its images spread over that many devices)."""
-        group = self.config.bn_group_images
-        return max(1, -(-images // group)) if group else 1
-
     def _step(self, x: Tensor, y: Tensor, loss_weight: float = 1.0) -> tuple[Tensor, Tensor]:
-        """One optimizer step on the normalized batch ``x``, forwarded one BN group at a time
-        (see ``bn_groups``); returns the loss and the logits, detached. What a CUDA graph
-        records, when ``cuda_graph`` is on."""
-        groups = self.bn_groups(len(x))
+        """One optimizer step on the normalized batch ``x``, its micro-batches (BN groups,
+        ``BatchGeometry``) forwarded and backpropagated one at a time; returns the loss and the
+        logits, detached. What a CUDA graph records, when ``cuda_graph`` is on."""
         self.optimizer.zero_grad(set_to_none=True)
-        losses, logits = [], []
-        for i, (xg, yg) in enumerate(zip(x.chunk(groups), y.chunk(groups), strict=True)):
-            # With DDP, the gradients are reduced once, in the last group's backward.
-            sync = self.ddp is None or i == groups - 1
+        micro = list(self.geometry.micro_batches(x, y, loss_weight))
+        loss_sum, logits = torch.zeros((), device=x.device), []
+        for i, (xg, yg, weight) in enumerate(micro):
+            # With DDP, the gradients are reduced once, in the last micro-batch's backward.
+            sync = self.ddp is None or i == len(micro) - 1
             with contextlib.nullcontext() if sync else self.ddp.no_sync():
                 with autocast(self.device, self.config.precision, cache=not self.config.cuda_graph):
                     out = self.train_net(xg)
                 loss = self.loss_fn(out.float(), yg)
-                # Each group's mean loss weighted by its share of this process's images makes
-                # the gradient that of the whole share; with DDP, which averages over ranks,
-                # each rank's share of the global batch (loss_weight) makes it the global
-                # batch's mean gradient.
-                share = loss_weight * len(yg) / len(y)
-                (loss * share if share != 1.0 else loss).backward()
-            losses.append(loss.detach())
+                (loss * weight if weight != 1.0 else loss).backward()
+            loss_sum = loss_sum + loss.detach() * (len(yg) / len(y))
             logits.append(out.detach())
         self.optimizer.step()
-        if groups == 1:
-            return losses[0], logits[0]
-        shares = [len(yg) / len(y) for yg in y.chunk(groups)]
-        return sum(loss * share for loss, share in zip(losses, shares, strict=True)), torch.cat(
-            logits
-        )
+        if len(micro) == 1:
+            return loss.detach(), logits[0]
+        return loss_sum, torch.cat(logits)
 
     def _estimate_duration(self, seconds: float) -> None:
         """On a CPU, say early how long the whole run will take: a full-size grid there is

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from resnet_repro.cli import build_parser, config_from_args
-from resnet_repro.config import DEFAULT_RECIPE, RECIPES, ConfigError, TrainConfig, make_config
+from resnet_repro.config import ConfigError, TrainConfig, make_config
+from resnet_repro.recipes import DEFAULT_RECIPE, RECIPES
 
 
 def test_seed_recipe_holds_the_seed_setup():

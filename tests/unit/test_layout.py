@@ -11,7 +11,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "resnet_repro"
 
 # archive -> arrays -> device tensors -> augmentation -> model -> metrics -> verdict
 LAYERS = [
-    {"atomic", "cifar", "net", "image_utils", "golden"},  # facts, files, the network, pixels
+    {
+        "atomic",
+        "cifar",
+        "net",
+        "image_utils",
+        "golden",
+        "recipes",
+    },  # facts, files, the network, pixels, recipes
     {"config", "fetch", "archive_writer"},  # settings; archives in and out
     {"kernels"},  # the process's CPU kernels
     {"study"},  # the study run with git and dvc, without torch
@@ -64,3 +71,15 @@ def test_module_imports_only_from_lower_layers(module):
 def test_module_says_what_it_owns_in_its_first_line(module):
     doc = ast.get_docstring(ast.parse((PACKAGE / f"{module}.py").read_text()))
     assert doc and len(doc.splitlines()[0]) > 30, f"resnet_repro/{module}.py: no docstring"
+
+
+def test_the_module_map_has_one_row_per_module():
+    """docs/modules.md: each module of the package in one row of its own, and no other."""
+    rows = [
+        line
+        for line in (PACKAGE.parent / "docs" / "modules.md").read_text().splitlines()
+        if line.startswith("| `resnet_repro/")
+    ]
+    named = [row.split("`")[1].removeprefix("resnet_repro/").removesuffix(".py") for row in rows]
+    assert all(row.count("`resnet_repro/") == 1 and "`, `" not in row.split("|")[1] for row in rows)
+    assert sorted(named) == sorted(m for m in MODULES if m != "__main__")

@@ -1,5 +1,6 @@
 """The training engine: determinism, resume after SIGKILL, atomic checkpoints, faults."""
 
+import dataclasses
 import json
 import logging
 import math
@@ -399,8 +400,7 @@ def test_a_run_started_with_relative_data_resumes_from_another_folder(
     monkeypatch.chdir(tmp_path / "here")
     train(tiny_config("data.tar.gz", epochs=1), "run")
     monkeypatch.chdir(tmp_path)
-    config = TrainConfig.load(tmp_path / "here/run/config.yaml")
-    config.epochs = 2
+    config = dataclasses.replace(TrainConfig.load(tmp_path / "here/run/config.yaml"), epochs=2)
     train(config, tmp_path / "here/run", resume=True)
     segments = json.loads((tmp_path / "here/run/provenance.json").read_text())["segments"]
     assert any("data 'data.tar.gz' ->" in change for change in segments[-1]["config_changes"])
