@@ -59,10 +59,18 @@ def config_option_help(f: dataclasses.Field) -> str:
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One --option per TrainConfig field; None means 'not given' (recipe or file decides)."""
     hints = typing.get_type_hints(TrainConfig)
-    group = parser.add_argument_group(
-        "run settings", "each overrides the recipe's value (or --config's)"
-    )
+    # One group per field role (config.ROLES), in the order a reader decides them.
+    groups = {
+        role: parser.add_argument_group(title, "each overrides the recipe's value (or --config's)")
+        for role, title in (
+            ("architecture", "the network (a checkpoint fits only these)"),
+            ("experiment", "the experiment: data, optimizer, schedule, seed"),
+            ("length", "the run's length"),
+            ("where", "where and how it runs (a resume may change these)"),
+        )
+    }
     for f in dataclasses.fields(TrainConfig):
+        group = groups[f.metadata["role"]]
         hint, choices, text = hints[f.name], f.metadata["choices"], config_option_help(f)
         # The network's version keeps its old spelling (--version) after the command.
         flags = (flag(f.name), "--version") if f.name == "version" else (flag(f.name),)

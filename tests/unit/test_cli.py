@@ -51,6 +51,20 @@ def test_train_help_documents_every_option_with_default_and_choices(capsys):
     assert "recipe: seed 200, paper 164, fast 40, paper-valid 182" in text  # --epochs
     assert "(default: 0)" in text  # --seed
     assert "--allow-changes" in text
+    # In groups by role: the network's options, then the experiment's, the length, where.
+    sections = [
+        "the network (a checkpoint fits only these):",
+        "the experiment: data, optimizer, schedule, seed:",
+        "the run's length:",
+        "where and how it runs (a resume may change these):",
+    ]
+    starts = [text.index(title) for title in sections]
+    assert starts == sorted(starts)
+    network, experiment, length, where = (
+        text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)
+    )
+    assert "--resnet-size" in network and "--resnet-size" not in experiment
+    assert "--lr" in experiment and "--epochs" in length and "--device" in where
 
 
 def test_program_version_does_not_swallow_the_architecture_flag(capsys):
