@@ -224,6 +224,8 @@ def decide_resume(
     if point.state is None:
         return Resume("restart", reason=f"its {point.path.name} is unreadable ({point.error})")
     saved = point.state
+    if not isinstance(saved.get("config"), dict):
+        return Resume("restart", reason=f"its {point.path.name} records no config")
     free = RESUME_MAY_CHANGE
     if saved["config"].get("schedule") in LENGTH_FREE_SCHEDULES:
         free += LENGTH_FIELDS

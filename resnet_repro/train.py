@@ -85,7 +85,7 @@ class Trainer:
     """Trains one run described by ``config`` into ``folder``.
 
     Args:
-        config: the run's settings (validated here).
+        config: the run's settings.
         folder: the run folder (a path: its ``RunFolder``); created if missing.
         splits: the data, if already loaded (otherwise loaded from ``config.data``).
         progress: show tqdm bars (None: only when stderr is a terminal).
@@ -411,7 +411,7 @@ class Trainer:
         logits, detached. What a CUDA graph records, when ``cuda_graph`` is on."""
         self.optimizer.zero_grad(set_to_none=True)
         micro = list(self.geometry.micro_batches(x, y, loss_weight))
-        loss_sum, logits = torch.zeros((), device=x.device), []
+        losses, logits = [], []
         for i, (xg, yg, weight) in enumerate(micro):
             # With DDP, the gradients are reduced once, in the last micro-batch's backward.
             sync = self.ddp is None or i == len(micro) - 1
@@ -420,12 +420,14 @@ class Trainer:
                     out = self.train_net(xg)
                 loss = self.loss_fn(out.float(), yg)
                 (loss * weight if weight != 1.0 else loss).backward()
-            loss_sum = loss_sum + loss.detach() * (len(yg) / len(y))
+            losses.append(loss.detach())
             logits.append(out.detach())
         self.optimizer.step()
         if len(micro) == 1:
-            return loss.detach(), logits[0]
-        return loss_sum, torch.cat(logits)
+            return losses[0], logits[0]
+        # The step's loss: each micro-batch's mean loss weighted by its share of the images.
+        shares = [len(yg) / len(y) for _, yg, _ in micro]
+        return sum(lg * share for lg, share in zip(losses, shares, strict=True)), torch.cat(logits)
 
     def _estimate_duration(self, seconds: float) -> None:
         """On a CPU, say early how long the whole run will take: a full-size grid there is

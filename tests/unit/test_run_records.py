@@ -101,6 +101,8 @@ def test_one_rule_decides_continue_refuse_and_restart(fake_archive):
             "restart",
             f"it was trained with another {reason}",
         )
+    bare = decide_resume(ResumePoint(point.path, {"epoch": 1}), config, "d", "c", exact=True)
+    assert (bare.verb, bare.reason) == ("restart", "its last.ckpt records no config")
     older = {**state, "config": {k: v for k, v in state["config"].items() if k != "init"}}
     assert decide_resume(ResumePoint(point.path, older), config, "d", "c", exact=True).reason == (
         "it was trained with another config"
