@@ -95,7 +95,7 @@ def pipeline(session: nox.Session) -> None:
     install(session, "pipeline")
     workdir = Path(session.create_tmp()) / "cpu-pipeline"
     shutil.rmtree(workdir, ignore_errors=True)
-    session.run("resnet-repro", "dev", "cpu-pipeline", "--workdir", str(workdir))
+    session.run("python", ".ci/cpu_study.py", "pipeline", "--workdir", str(workdir))
     session.log((workdir / "results" / "comparison.md").read_text())
     session.log(f"report: {workdir / 'results' / 'report' / 'report.md'}")
 

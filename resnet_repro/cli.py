@@ -1,10 +1,12 @@
 """The ``resnet-repro`` command line, a thin layer over the library (parsing and printing only),
-in three groups: the user's commands (``fetch``, ``train``, ``evaluate``, ``predict``, ``pack``,
-``compare``, ``project``, ``rehearse``, ``verify``), each option with one meaning; ``stage ...``,
-the DVC pipeline's entry points that are not a user's command, which ``dvc.yaml`` calls (it
-calls ``fetch`` and ``compare`` as users do); and ``dev ...``, the developers' tools (fake
-archives, the CPU-scale pipeline and its golden table). A command's errors name it from its
-parser (``command``), never by a name spelled in its handler.
+in two groups: the user's commands (``fetch``, ``train``, ``evaluate``, ``predict``, ``pack``,
+``compare``, ``project``, ``rehearse``, ``verify``, ``fake-archive``), each option with one
+meaning; and
+``stage ...``, the DVC pipeline's entry points that are not a user's command (``fit``,
+``metrics``, ``report``, ``train-many``), which ``dvc.yaml`` calls (it calls ``fetch`` and
+``compare`` as users do). No verb is in both groups. The developers' tools are nox sessions and
+``.ci/`` scripts. A command's errors name it from its parser (``command``), never by a name
+spelled in its handler.
 
 Importing it imports no torch: ``--help`` and ``fetch`` start in a fraction of a second
 (docs/measurements.md); each handler imports what its command needs.
@@ -138,7 +140,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
 
 
-def run_stage_train(args: argparse.Namespace) -> int:
+def run_fit(args: argparse.Namespace) -> int:
     from resnet_repro.pipeline import train_grid_run
 
     return training_errors(args, lambda: train_grid_run(args.params, args.run, args.out))
@@ -152,7 +154,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_stage_evaluate(args: argparse.Namespace) -> int:
+def run_metrics_stage(args: argparse.Namespace) -> int:
     from resnet_repro.pipeline import run_metrics
 
     m = run_metrics(args.run, args.checkpoints, args.metrics_dir, device=args.device)
@@ -225,20 +227,6 @@ def workdir_problem(folder: Path) -> ValueError | None:
     return None
 
 
-def run_cpu_pipeline_command(args: argparse.Namespace) -> int:
-    from resnet_repro.study import run_cpu_pipeline
-
-    if problem := workdir_problem(args.workdir):
-        return fail(args, problem)
-    seconds = run_cpu_pipeline(args.repo.resolve(), args.workdir, seeds=args.seeds)
-    print(f"CPU-scale pipeline: dvc repro took {seconds:.1f} s; results in {args.workdir}/results")
-    comparison = json.loads((args.workdir / "results" / "comparison.json").read_text())
-    if not comparison["ok"]:
-        failed = ", ".join(comparison["failed"])
-        return fail(args, RuntimeError(f"golden cells failed: {failed}"))
-    return 0
-
-
 def run_rehearse(args: argparse.Namespace) -> int:
     from resnet_repro.study import run_rehearsal
 
@@ -264,16 +252,6 @@ def run_rehearse(args: argparse.Namespace) -> int:
         f"Rehearsal complete: dvc repro ran every stage of the committed study in {seconds:.0f} s;"
         f" report (values meaningless): {args.workdir / 'results' / 'report' / 'report.md'}"
     )
-    return 0
-
-
-def run_cpu_golden(args: argparse.Namespace) -> int:
-    from resnet_repro.study import make_cpu_golden
-
-    if problem := workdir_problem(args.workdir):
-        return fail(args, problem)
-    make_cpu_golden(args.repo.resolve(), args.workdir, args.seeds, args.table)
-    print(f"golden table written to {args.table}")
     return 0
 
 
@@ -366,7 +344,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 def command(
     group: argparse._SubParsersAction, name: str, handler: typing.Callable, help: str, **kwargs
 ) -> argparse.ArgumentParser:
-    """A subcommand whose handler and full name (e.g. ``stage train``) its errors name."""
+    """A subcommand whose handler and full name (e.g. ``stage fit``) its errors name."""
     parser = group.add_parser(name, help=help, **kwargs)
     full = f"{group._prog_prefix.removeprefix('resnet-repro').strip()} {name}".strip()
     parser.set_defaults(handler=handler, name=full, parser=parser)
@@ -444,6 +422,26 @@ def add_user_commands(commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument("--device", default="auto")
     predict.add_argument("images", nargs="+")
+
+    fake = command(
+        commands,
+        "fake-archive",
+        run_fake_archive,
+        "write a fake CIFAR-10 archive (official format, learnable synthetic images) to try "
+        "the commands",
+        description="Write a byte-reproducible fake cifar-10-python.tar.gz for tests and demos.",
+    )
+    fake.add_argument("path", type=Path)
+    fake.add_argument(
+        "--train-per-batch",
+        type=batch_images,
+        default=100,
+        help="images per training batch (1 to 10,000, the official archive's)",
+    )
+    fake.add_argument(
+        "--test-size", type=batch_images, default=100, help="test images (1 to 10,000)"
+    )
+    fake.add_argument("--seed", type=non_negative_int, default=0)
 
     pack = command(
         commands,
@@ -542,9 +540,9 @@ def add_user_commands(commands: argparse._SubParsersAction) -> None:
 def add_stage_commands(stages: argparse._SubParsersAction) -> None:
     train = command(
         stages,
-        "train",
-        run_stage_train,
-        "a train stage: one run of params.yaml, all settings from it",
+        "fit",
+        run_fit,
+        "a train stage: train one run of params.yaml, all settings from it",
         description="Train (or continue) the run RUN of PARAMS into OUT; a killed stage "
         "continues from its last checkpoint when config, code and data are unchanged.",
     )
@@ -554,8 +552,8 @@ def add_stage_commands(stages: argparse._SubParsersAction) -> None:
 
     evaluate = command(
         stages,
-        "evaluate",
-        run_stage_evaluate,
+        "metrics",
+        run_metrics_stage,
         "an evaluate stage: a run's metrics for the comparison",
         description="Validate a run's checkpoints, test the chosen and final ones, and write "
         "METRICS_DIR/metrics.json and METRICS_DIR/history.csv.",
@@ -603,59 +601,6 @@ def add_stage_commands(stages: argparse._SubParsersAction) -> None:
     many.add_argument("--repo", type=Path, default=Path("."), help="the repository (.)")
 
 
-def add_dev_commands(tools: argparse._SubParsersAction) -> None:
-    fake = command(
-        tools,
-        "fake-archive",
-        run_fake_archive,
-        "write a fake CIFAR-10 archive (official format, learnable synthetic images)",
-        description="Write a byte-reproducible fake cifar-10-python.tar.gz for tests and demos.",
-    )
-    fake.add_argument("path", type=Path)
-    fake.add_argument(
-        "--train-per-batch",
-        type=batch_images,
-        default=100,
-        help="images per training batch (1 to 10,000, the official archive's)",
-    )
-    fake.add_argument(
-        "--test-size", type=batch_images, default=100, help="test images (1 to 10,000)"
-    )
-    fake.add_argument("--seed", type=non_negative_int, default=0)
-
-    cpu = command(
-        tools,
-        "cpu-pipeline",
-        run_cpu_pipeline_command,
-        "run the whole DVC pipeline at CPU scale in a git clone of this repository",
-        description="git clone the repository (its committed state) into WORKDIR, install "
-        "pipeline/params-cpu.yaml as params.yaml with a fake archive, and run dvc repro there.",
-    )
-    cpu.add_argument("--workdir", type=Path, required=True, help="an empty or new folder")
-    cpu.add_argument("--repo", type=Path, default=Path("."), help="the repository (.)")
-    cpu.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        help="train every run with these seeds (default: params-cpu.yaml's [0]); compare the "
-        "result with tests/golden/tables/cpu-seeds.yaml",
-    )
-
-    golden = command(
-        tools,
-        "cpu-golden",
-        run_cpu_golden,
-        "regenerate the CPU-scale golden table from runs with several seeds",
-        description="Run the CPU-scale grid once per seed and write the golden table.",
-    )
-    golden.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    golden.add_argument(
-        "--table", type=Path, default=Path("tests/golden/tables/cpu.yaml"), help="the table"
-    )
-    golden.add_argument("--workdir", type=Path, required=True, help="an empty or new folder")
-    golden.add_argument("--repo", type=Path, default=Path("."))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnet-repro",
@@ -671,12 +616,6 @@ def build_parser() -> argparse.ArgumentParser:
         "params.yaml or the stage's command.",
     )
     add_stage_commands(stage.add_subparsers(dest="stage", metavar="STAGE", required=True))
-    dev = commands.add_parser(
-        "dev",
-        help="developers' tools: fake archives, the CPU-scale pipeline and its golden table",
-        description="Tools for developing this project and its tests.",
-    )
-    add_dev_commands(dev.add_subparsers(dest="tool", metavar="TOOL", required=True))
     return parser
 
 

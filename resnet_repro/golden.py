@@ -255,7 +255,7 @@ def compare(tables: list[Path], metrics_dir: Path) -> dict[str, Any]:
     if not Path(metrics_dir).is_dir():
         raise GoldenError(
             f"{metrics_dir}: no such metrics folder (the evaluate stage writes one metrics.json "
-            "per run into it: stage evaluate --metrics-dir)"
+            "per run into it: stage metrics --metrics-dir)"
         )
     rows, provenance, rehearsal = [], {}, False
     for table in tables:

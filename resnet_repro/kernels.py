@@ -74,7 +74,8 @@ def apply_pin() -> None:
         raise KernelPinError(
             f"{SWITCH}=1 asks for torch's AVX2 kernels, but this process runs {capability} "
             "(a CPU without AVX2, or ATEN_CPU_CAPABILITY not set before torch loaded); compare "
-            "with the five-seed table instead: resnet-repro dev cpu-pipeline --seeds 0 1 2 3 4"
+            "with the five-seed table instead: python .ci/cpu_study.py pipeline --workdir W "
+            "--seeds 0 1 2 3 4"
         )
 
 

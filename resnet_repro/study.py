@@ -18,16 +18,13 @@ checkpoints and ``resnet-repro verify`` holds it; its accuracies mean nothing, a
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +33,7 @@ import yaml
 from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.cifar import md5_of
 from resnet_repro.config import ConfigError, load_params
-from resnet_repro.kernels import PORTABLE_NAME, can_pin, portable_env
+from resnet_repro.kernels import can_pin, portable_env
 
 CPU_PARAMS = Path("pipeline") / "params-cpu.yaml"
 CPU_SEEDS_TABLE = "tests/golden/tables/cpu-seeds.yaml"  # the mean of five seeds
@@ -213,72 +210,6 @@ def run_cpu_pipeline(
         echo=echo,
         env=portable_env(),
     )
-
-
-def make_cpu_golden(repo: Path, workdir: Path, seeds: list[int], out: Path) -> dict[str, Any]:
-    """Run the CPU-scale grid with ``seeds`` in a clone of ``repo`` and write its golden table
-    (see ``cpu_golden_table``) to ``out``."""
-    repro_in_clone(
-        repo,
-        workdir,
-        lambda clone: prepare_cpu_workdir(clone, seeds=seeds),
-        targets=("evaluate",),
-        echo=False,
-        env=portable_env(),
-    )
-    table = cpu_golden_table(workdir, seeds)
-    out.write_text(yaml.safe_dump(table, sort_keys=False, width=100))
-    return table
-
-
-def cpu_golden_table(workdir: Path, seeds: list[int]) -> dict[str, Any]:
-    """The golden table of a CPU-scale grid evaluated in ``workdir``.
-
-    One seed gives the pinned table CI checks: each value as measured, within 0.5 point, for
-    the torch this project pins (CPU training is bitwise deterministic, so the same torch gives
-    the same numbers; a regression moves them). Several seeds give the table for other torch
-    versions: the mean over the seeds, within 3 standard errors of that mean (at least 1
-    point), to be compared with the mean of as many seeds."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=workdir, capture_output=True, text=True
-    ).stdout.strip()
-    cells = []
-    for path in sorted((workdir / "results" / "runs").glob("*/metrics.json")):
-        per_seed = json.loads(path.read_text())["seeds"]
-        for metric in ("test_acc_final", "valid_acc_final", "test_acc_continued"):
-            vals = [per_seed[str(s)][metric] for s in seeds]
-            if None in vals:  # a run without continued epochs
-                continue
-            if len(vals) == 1:
-                golden, points, statistic = vals[0], 0.5, "single"
-            else:
-                golden, statistic = statistics.fmean(vals), "mean"
-                points = max(300 * statistics.stdev(vals) / math.sqrt(len(vals)), 1.0)
-            cells.append(
-                {
-                    "run": path.parent.name,
-                    "metric": metric,
-                    "statistic": statistic,
-                    "runs": len(vals),
-                    "golden": round(golden, 4),
-                    "tolerance": {"rule": "two_sided", "points": round(points, 2)},
-                    "note": f"seeds {seeds}: " + ", ".join(f"{v:.4f}" for v in vals),
-                }
-            )
-    return {
-        "kernels": f"{PORTABLE_NAME} (resnet_repro/kernels.py): the same bits on every x86-64 "
-        "CPU with AVX2",
-        "source": f"this code's own CPU-scale runs (commit {commit}, torch {version('torch')}, "
-        f"{time.strftime('%Y-%m-%d')}): resnet-repro dev cpu-golden --seeds "
-        + " ".join(map(str, seeds)),
-        "recipe": "seed and paper at CPU scale (pipeline/params-cpu.yaml)",
-        "split": "fake archive (noisy stripes), 1,500 training images: 1,200 train, 300 "
-        "validate; 500 test",
-        "metric": "valid_acc_final, test_acc_final and (seed recipe) test_acc_continued",
-        "checkpoint": "the last validated epoch; test_acc_continued: the last continued one",
-        "runs_per_cell": len(seeds),
-        "cells": cells,
-    }
 
 
 # -- the rehearsal

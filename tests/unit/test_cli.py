@@ -91,8 +91,6 @@ def test_errors_name_the_command_that_failed(capsys, tmp_path):
     (tmp_path / "params.yaml").write_text("runs:\n  r: {}\n")
     assert main(["stage", "train-many", "--repo", str(tmp_path), "--runs", "nope"]) == 1
     assert capsys.readouterr().err.startswith("resnet-repro stage train-many: error: ")
-    assert main(["dev", "cpu-golden", "--workdir", str(tmp_path)]) == 1
-    assert capsys.readouterr().err.startswith("resnet-repro dev cpu-golden: error: ")
 
 
 def files_of(folder):
@@ -151,7 +149,7 @@ BAD_INPUTS = [
         "train --out {tmp}/r --data {archive} --device cpu --cuda-graph",
         "cuda_graph needs a CUDA device, but this run's device is cpu",
     ),
-    ("stage train --params params.yaml --run nope --out {tmp}/g", "no run 'nope'"),
+    ("stage fit --params params.yaml --run nope --out {tmp}/g", "no run 'nope'"),
     ("evaluate --run {run} --checkpoints a:b", "expected START:STOP:STEP"),
     ("evaluate --run {run} --checkpoints 7", "no checkpoint model-7.ckpt (found: model-1.ckpt)"),
     ("predict --checkpoint {archive} {archive}", "not a readable checkpoint (it holds something"),
@@ -170,8 +168,7 @@ BAD_INPUTS = [
     ),
     ("rehearse --workdir {archive}", "is a file; name an empty or new folder"),
     ("rehearse --workdir {run}", "is not empty; name an empty or new folder"),
-    ("dev cpu-golden --workdir {archive}", "is a file; name an empty or new folder"),
-    ("dev fake-archive {tmp}", "is a folder; name the archive file to write, e.g."),
+    ("pack {tmp} {tmp}", "is a folder; name the archive file to write, e.g."),
     ("predict --checkpoint {run}/model-1.ckpt {archive}", "cannot be read as an image"),
     ("fetch --dest {tmp}/d --archive {tmp}/none.tar.gz", "none.tar.gz: archive not found"),
     # The first hour, second pass: settings that trained NaN or were recorded but ignored.
@@ -191,7 +188,7 @@ BAD_INPUTS = [
         "already holds files (run); a new run needs an empty or new folder",
     ),
     ("fetch --dest {archive} --archive {archive}", "--dest is a file; name a folder"),
-    ("dev cpu-pipeline --repo {tmp} --workdir {tmp}/w", "give --repo its folder"),
+    ("rehearse --repo {tmp} --workdir {tmp}/w", "give --repo its folder"),
     ("train --out /proc/resnet-repro --data {archive} --valid-fraction 0.2", "cannot write"),
     ("evaluate --run {run} --checkpoints 5:1:1", "5:1:1 names no epoch (START 5 is after STOP 1)"),
     (
@@ -216,12 +213,11 @@ def test_each_bad_input_gets_one_line_and_changes_nothing(
 USAGE_ERRORS = [
     ("train --out x --bogus", "train", "unrecognized arguments: --bogus"),
     ("evaluate --run x --bogus", "evaluate", "unrecognized arguments: --bogus"),
-    ("stage train --run a --out b --bogus", "stage train", "unrecognized arguments: --bogus"),
-    ("dev fake-archive a.tar.gz --seed -1", "dev fake-archive", "--seed: must be >= 0, got -1"),
+    ("stage fit --run a --out b --bogus", "stage fit", "unrecognized arguments: --bogus"),
     ("pack imgs a.tar.gz --seed -1", "pack", "--seed: must be >= 0, got -1"),
     (
-        "dev fake-archive a.tar.gz --train-per-batch 100000000",
-        "dev fake-archive",
+        "fake-archive a.tar.gz --train-per-batch 100000000",
+        "fake-archive",
         "must be at most 10000 (a batch of the official archive), got 100000000",
     ),
 ]
@@ -239,10 +235,10 @@ def test_an_option_mistake_prints_its_commands_own_usage(command, name, fragment
 
 def test_an_empty_archive_name_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["dev", "fake-archive", ""]) == 1
+    assert main(["pack", str(tmp_path), ""]) == 1
     err = capsys.readouterr().err.strip()
     assert err == (
-        "resnet-repro dev fake-archive: error: . is a folder; name the archive file to write, "
+        "resnet-repro pack: error: . is a folder; name the archive file to write, "
         "e.g. archive.tar.gz"
     )
     assert list(tmp_path.iterdir()) == []
@@ -331,7 +327,7 @@ def test_resuming_a_finished_run_says_so_and_records_nothing(trained_run, capsys
 def test_fake_archive_sizes_must_be_positive(tmp_path, capsys):
     for option in ("--train-per-batch", "--test-size"):
         with pytest.raises(SystemExit) as exit_:
-            main(["dev", "fake-archive", str(tmp_path / "a.tar.gz"), option, "0"])
+            main(["fake-archive", str(tmp_path / "a.tar.gz"), option, "0"])
         assert exit_.value.code == 2
         assert "must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "a.tar.gz").exists()
@@ -402,19 +398,17 @@ def test_help_and_fetch_start_without_torch(fake_archive, tmp_path):
 
 
 def test_the_orchestration_commands_run_without_torch(tmp_path):
-    """rehearse, stage train-many and dev cpu-pipeline drive git and dvc: they import the
-    torch-free study.py, not the engine (each stops here at its first user error). Without
-    --seeds, cpu-pipeline asks torch whether this CPU runs the pinned kernels."""
+    """rehearse and stage train-many drive git and dvc: they import the torch-free study.py,
+    not the engine (each stops here at its first user error)."""
     (tmp_path / "params.yaml").write_text("runs:\n  r: {}\n")
     commands = [
         ["stage", "train-many", "--repo", str(tmp_path), "--runs", "nope"],
         ["rehearse", "--workdir", str(tmp_path / "w1"), "--repo", str(tmp_path / "none")],
-        ["dev", "cpu-pipeline", "--workdir", str(tmp_path / "w2"), "--seeds", "0", "--repo", "x"],
     ]
     script = (
         "import sys\n"
         "from resnet_repro.cli import main\n"
-        f"assert [main(args) for args in {commands!r}] == [1, 1, 1]\n"
+        f"assert [main(args) for args in {commands!r}] == [1, 1]\n"
         "assert 'resnet_repro.study' in sys.modules\n"
         "print('torch' in sys.modules)\n"
     )

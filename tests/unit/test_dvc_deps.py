@@ -35,7 +35,7 @@ def modules_run_by(command: str) -> set[str]:
     its module-level imports, the command's handler's imports and, transitively, everything
     those modules import."""
     parser = build_parser()
-    for word in command.split():  # "train", or a group's "stage train"
+    for word in command.split():  # "train", or a group's "stage fit"
         parser = parser._subparsers._group_actions[0].choices[word]
     handler = parser.get_default("handler")
     cli = ast.parse((PACKAGE / "cli.py").read_text())
@@ -86,13 +86,13 @@ def test_the_compare_stage_records_a_failing_cell_and_goes_on():
     would stop the pipeline before its report."""
     doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     assert {command for _, command, _ in stages()} - {"fetch", "compare"} <= {
-        f"stage {verb}" for verb in ("train", "evaluate", "report")
+        f"stage {verb}" for verb in ("fit", "metrics", "report")
     }
     assert "compare --exit-zero " in doc["stages"]["compare"]["cmd"]
 
 
 def test_the_check_sees_lazy_imports():
-    modules = modules_run_by("stage train")
+    modules = modules_run_by("stage fit")
     assert {"train", "pipeline", "net", "data", "checkpoint", "atomic"} <= modules
-    assert "report" not in modules_run_by("stage train")
+    assert "report" not in modules_run_by("stage fit")
     assert "golden" in modules_run_by("fetch")  # cli.py imports it at module level

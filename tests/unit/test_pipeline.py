@@ -134,7 +134,7 @@ def test_cli_train_from_grid(fake_archive, tmp_path):
     path.write_text(yaml.safe_dump(params))
     params["seeds"] = [3, 4]
     path.write_text(yaml.safe_dump(params))
-    stage = ["stage", "train", "--params", str(path), "--run", "tiny", "--out", str(tmp_path / "r")]
+    stage = ["stage", "fit", "--params", str(path), "--run", "tiny", "--out", str(tmp_path / "r")]
     assert main(stage) == 0
     assert (tmp_path / "r/seed-3/model-1.ckpt").is_file()
     assert (tmp_path / "r/seed-4/model-1.ckpt").is_file()
