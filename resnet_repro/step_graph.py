@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-from resnet_repro.config import ConfigError
+from resnet_repro.config import ConfigError, TrainConfig
 
 # Real steps run eagerly before capture: they create the optimizer's state and the libraries'
 # workspaces, which must exist before a graph records their addresses (PyTorch's guide uses 3).
@@ -82,6 +82,20 @@ class StepGraph:
         self.warmup_steps = 0
         self.replay: Callable[[], None] | None = None
         self.outputs: tuple[Tensor, Tensor] | None = None
+
+    @classmethod
+    def for_run(
+        cls, step: Step, config: TrainConfig, device: torch.device, world_size: int
+    ) -> StepGraph:
+        """The graph of a run's steps (``cuda_graph``), which runs in one process."""
+        if world_size > 1:
+            raise ConfigError(
+                f"cuda_graph runs in one process, not in {world_size} torchrun ranks: "
+                "leave out --cuda-graph, or run one process per GPU"
+            )
+        return cls(
+            step, batch_size=config.batch_size, device=device, channels_last=config.channels_last
+        )
 
     def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         if len(x) != len(self.x):

@@ -150,7 +150,7 @@ def test_a_bn_group_is_the_same_images_on_one_process_and_on_two(archive, tmp_pa
     mp.spawn(_rank_fit, args=(free_port(), archive, tmp_path / "two", GROUPED), nprocs=WORLD)
     config = tiny_config(archive, **GROUPED)
     one = Trainer(config, tmp_path / "one", progress=False, dist=Distributed())
-    assert one.geometry.groups(32) == 2
+    assert one.loader.geometry.groups(32) == 2
     one.fit()
     two = load_checkpoint(tmp_path / "two" / "last.ckpt")["model"]
     ungrouped = Trainer(tiny_config(archive, batch_size=32), tmp_path / "plain", progress=False)

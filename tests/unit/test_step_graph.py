@@ -18,7 +18,7 @@ from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import load_checkpoint, weights_digest
 from resnet_repro.config import ConfigError, make_config
 from resnet_repro.distributed import Distributed
-from resnet_repro.run_folder import RunFolder
+from resnet_repro.run_folder import RunFolder, restore
 from resnet_repro.runtime import deterministic_kernels
 from resnet_repro.step_graph import WARMUP_STEPS, StepGraph
 from resnet_repro.train import Trainer, train
@@ -197,7 +197,7 @@ def test_lr_stays_one_device_tensor_filled_in_place(archive, tmp_path, graphs):
     for resume in (False, True):
         trainer = Trainer(config(archive, graphs, cuda_graph=True), tmp_path / "t")
         if resume:
-            trainer.restore(RunFolder(tmp_path / "run", checkpoint_every=1).resume_point())
+            restore(trainer, RunFolder(tmp_path / "run", checkpoint_every=1).resume_point())
         lr = trainer.optimizer.param_groups[0]["lr"]
         assert isinstance(lr, torch.Tensor) and lr.device.type == trainer.device.type
         # 26 steps: the resumed run's last is step 50, the milestone (0.1 -> 0.01).
