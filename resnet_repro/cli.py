@@ -68,7 +68,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             ("architecture", "the network (a checkpoint fits only these)"),
             ("experiment", "the experiment: data, optimizer, schedule, seed"),
             ("length", "the run's length"),
-            ("where", "where and how it runs (a resume may change these)"),
+            ("runtime", "where and how it runs (a resume may change these)"),
         )
     }
     for f in dataclasses.fields(TrainConfig):

@@ -21,18 +21,19 @@ import yaml
 
 from resnet_repro.recipes import DEFAULT_RECIPE, RECIPES
 
-VERSION_ONLY_FIELDS = {1: ("v1_shortcut",), 2: ("v2_projection_bn", "bottleneck_stride")}
+# The architecture fields of one version's network alone.
+V1_ONLY_FIELDS = ("v1_shortcut",)
+V2_ONLY_FIELDS = ("v2_projection_bn", "bottleneck_stride")
 
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
 
 
-INF = float("inf")
 # A field's role, in its metadata: what a checkpoint and a resume make of it.
 ROLES = (
     "architecture",  # decides the network: a checkpoint fits only a config equal on it
-    "where",  # where and how the run is kept, not what it computes: a resume may change it
+    "runtime",  # where and how the run is kept, not what it computes: a resume may change it
     "length",  # how long: a resume may change it when the schedule does not depend on it
     "experiment",  # anything else: a resume may change it only with --allow-changes
 )
@@ -47,11 +48,11 @@ def _setting(
     role: str = "experiment",
     speed: bool = False,
     minimum: int | None = None,
-    bounds: tuple[float, float, bool, bool] | None = None,
+    bounds: str | None = None,
 ) -> Any:
     """A field with its default, its help text (the command line's), allowed values
-    (``choices``, an integer ``minimum`` or float ``bounds``: low, high, and whether each is
-    included), its ``role`` and whether it changes the time of a step (``speed``)."""
+    (``choices``, an integer ``minimum`` or a float's ``bounds``, an interval such as
+    ``"[0, 1)"``), its ``role`` and whether it changes the time of a step (``speed``)."""
     meta = {
         "help": help,
         "choices": choices,
@@ -71,19 +72,20 @@ def _recipe_setting(name: str, help: str, **options: Any) -> Any:
     return _setting(RECIPES[DEFAULT_RECIPE][name], help, recipe=True, **options)
 
 
-def bounds_text(bounds: tuple[float, float, bool, bool]) -> str:
-    """``(0, 1, True, False)`` -> ``in [0, 1)``; an infinite high end -> ``a finite number > 0``."""
-    low, high, low_in, high_in = bounds
-    if high == INF:
-        return f"a finite number {'>=' if low_in else '>'} {low:g}"
-    return f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+def bounds_text(bounds: str) -> str:
+    """``"[0, 1)"`` -> ``in [0, 1)``; an infinite high end -> ``a finite number > 0``."""
+    low, high = (end.strip() for end in bounds[1:-1].split(","))
+    if high == "inf":
+        return f"a finite number {'>=' if bounds[0] == '[' else '>'} {low}"
+    return f"in {bounds}"
 
 
-def within(value: float, bounds: tuple[float, float, bool, bool]) -> bool:
-    """Whether ``value`` lies within ``bounds`` (NaN never does)."""
-    low, high, low_in, high_in = bounds
-    above = value >= low if low_in else value > low
-    below = value <= high if high_in else value < high
+def within(value: float, bounds: str) -> bool:
+    """Whether ``value`` lies in the interval ``bounds``, written as in mathematics: ``"[0, 1)"``
+    includes 0 and not 1. NaN never does."""
+    low, high = (float(end) for end in bounds[1:-1].split(","))
+    above = value >= low if bounds[0] == "[" else value > low
+    below = value <= high if bounds[-1] == "]" else value < high
     return above and below
 
 
@@ -126,13 +128,13 @@ class TrainConfig:
         "bn_momentum",
         "PyTorch BN momentum (weight of each batch in the running statistics) of every BN in "
         "the blocks and their shortcuts",
-        bounds=(0.0, 1.0, True, True),
+        bounds="[0, 1]",
     )
     start_output_bn_momentum: float = _recipe_setting(
         "start_output_bn_momentum",
         "the same for the BN-ReLU after v1's first convolution and before v2's pooling (the "
         "seed's batch_norm_relu_layer, 0.997)",
-        bounds=(0.0, 1.0, True, True),
+        bounds="[0, 1]",
     )
     v2_projection_bn: bool = _recipe_setting(
         "v2_projection_bn",
@@ -201,11 +203,9 @@ class TrainConfig:
         "drop each epoch's last, smaller batch (the seed's skeleton: num_samples // batch_size)",
     )
     optimizer: str = _recipe_setting("optimizer", "optimizer", choices=("sgd", "adam"))
-    lr: float = _recipe_setting("lr", "base learning rate", bounds=(0.0, INF, False, False))
-    momentum: float = _recipe_setting("momentum", "SGD momentum", bounds=(0.0, 1.0, True, False))
-    weight_decay: float = _recipe_setting(
-        "weight_decay", "L2 weight decay", bounds=(0.0, INF, True, False)
-    )
+    lr: float = _recipe_setting("lr", "base learning rate", bounds="(0, inf)")
+    momentum: float = _recipe_setting("momentum", "SGD momentum", bounds="[0, 1)")
+    weight_decay: float = _recipe_setting("weight_decay", "L2 weight decay", bounds="[0, inf)")
     nesterov: bool = _recipe_setting("nesterov", "Nesterov momentum (SGD)")
     schedule: str = _recipe_setting(
         "schedule",
@@ -217,13 +217,13 @@ class TrainConfig:
         "milestones", "multistep: iterations at which the lr is multiplied by lr_decay"
     )
     lr_decay: float = _recipe_setting(
-        "lr_decay", "multistep: factor applied at each milestone", bounds=(0.0, INF, False, False)
+        "lr_decay", "multistep: factor applied at each milestone", bounds="(0, inf)"
     )
     warmup_iters: int = _recipe_setting(
         "warmup_iters", "multistep: iterations at warmup_lr before lr (0: none)", minimum=0
     )
     warmup_lr: float = _recipe_setting(
-        "warmup_lr", "multistep: the warm-up learning rate", bounds=(0.0, INF, False, False)
+        "warmup_lr", "multistep: the warm-up learning rate", bounds="(0, inf)"
     )
     warmup_min_depth: int = _recipe_setting(
         "warmup_min_depth",
@@ -231,12 +231,12 @@ class TrainConfig:
         minimum=0,
     )
     label_smoothing: float = _recipe_setting(
-        "label_smoothing", "cross-entropy label smoothing", bounds=(0.0, 1.0, True, False)
+        "label_smoothing", "cross-entropy label smoothing", bounds="[0, 1)"
     )
     # randomness and hardware
     seed: int = _setting(0, "decides every random draw of the run (init, order, augmentation)")
     device: str = _setting(
-        "auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps", role="where"
+        "auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps", role="runtime"
     )
     precision: str = _recipe_setting(
         "precision", "fp32, or bf16 autocast", choices=("fp32", "bf16"), speed=True
@@ -264,12 +264,12 @@ class TrainConfig:
     sync_bn: bool = _setting(False, "SyncBatchNorm across torchrun ranks (CUDA only)")
     # data and outputs
     data: str = _setting(
-        "data", "CIFAR-10 archive, or a folder holding cifar-10-batches-py/", role="where"
+        "data", "CIFAR-10 archive, or a folder holding cifar-10-batches-py/", role="runtime"
     )
     cache_dir: str = _setting(
         "",
         "decoded-array cache folder ('': $RESNET_REPRO_CACHE, else the platform's user cache)",
-        role="where",
+        role="runtime",
     )
     split_index: int = _recipe_setting(
         "split_index",
@@ -278,13 +278,13 @@ class TrainConfig:
     valid_fraction: float = _setting(
         0.0,
         "> 0: keep this share of the training images for validation instead",
-        bounds=(0.0, 1.0, True, False),
+        bounds="[0, 1)",
     )
     checkpoint_every: int = _recipe_setting(
-        "checkpoint_every", "epochs between model-N.ckpt", role="where", minimum=1
+        "checkpoint_every", "epochs between model-N.ckpt", role="runtime", minimum=1
     )
     eval_batch_size: int = _setting(
-        1000, "images per evaluation batch", role="where", speed=True, minimum=1
+        1000, "images per evaluation batch", role="runtime", speed=True, minimum=1
     )
     # rehearsal amounts: a run with either set is a rehearsal, marked so in its metrics,
     # comparison and report (see pipeline/rehearsal.yaml)
@@ -360,7 +360,7 @@ class TrainConfig:
 
     def architecture_fields(self) -> tuple[str, ...]:
         """The architecture fields that shape this config's network (v1 has no bottleneck)."""
-        other = VERSION_ONLY_FIELDS[3 - self.version]
+        other = V2_ONLY_FIELDS if self.version == 1 else V1_ONLY_FIELDS
         return tuple(k for k in fields_with_role("architecture") if k not in other)
 
     @property

@@ -188,7 +188,7 @@ def append_history(path: Path, record: dict[str, Any]) -> None:
 # Config fields a resume may change without changing the experiment: where and how fast it
 # runs, not what it computes. Its length too, where the schedule does not depend on it. Each
 # field's role is in its metadata (config.ROLES).
-RESUME_MAY_CHANGE = fields_with_role("where")
+RESUME_MAY_CHANGE = fields_with_role("runtime")
 LENGTH_FIELDS = fields_with_role("length")
 LENGTH_FREE_SCHEDULES = ("constant", "multistep")
 

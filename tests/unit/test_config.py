@@ -217,7 +217,7 @@ def test_each_fields_role_and_bounds_live_in_its_metadata():
         "bottleneck_stride",
         "init",
     )
-    assert set(fields_with_role("where")) == {
+    assert set(fields_with_role("runtime")) == {
         "device",
         "data",
         "cache_dir",
