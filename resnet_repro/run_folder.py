@@ -1,7 +1,7 @@
 """A run folder, its one owner: ``RunFolder`` holds its lock, loads the checkpoint a resume
 continues from (once), and writes the folder in the order that lets a kill anywhere lose
 nothing; ``decide_resume`` says whether that checkpoint continues, refuses or restarts a run;
-``training_state`` is what a checkpoint holds and ``restore`` continues a trainer from one.
+``check_epochs`` refuses a resume that would record its epochs otherwise.
 
 What the folder holds: ``model-N.ckpt`` and ``last.ckpt``, ``config.yaml`` (the resolved
 config), ``provenance.json`` (one record per training segment: code, machine, data),
@@ -39,8 +39,6 @@ from resnet_repro.config import ConfigError, TrainConfig, fields_with_role
 
 if TYPE_CHECKING:
     import torch
-
-    from resnet_repro.train import Trainer
 
 LAST = "last.ckpt"
 PROVENANCE = "provenance.json"
@@ -397,67 +395,7 @@ class RunFolder:
         return numbered
 
 
-# -- the training state a checkpoint holds, and a resume from it
-
-
-def training_state(trainer: Trainer) -> dict[str, Any]:
-    """Everything a resume needs to continue bitwise, and what identifies the run."""
-    return {
-        "model": trainer.model.state_dict(),
-        "optimizer": trainer.optimizer.state_dict(),
-        "epoch": trainer.epoch,
-        "global_step": trainer.global_step,
-        "rng": trainer.loader.state(),
-        "config": trainer.config.to_dict(),
-        "normalization": trainer.loader.normalize.state(),
-        "package_version": __version__,
-        "code_digest": trainer.code_digest,
-        "data_md5": trainer.splits.source_md5,
-        "label_names": list(trainer.splits.label_names),
-        "device_type": trainer.device.type,
-    }
-
-
-def restore(trainer: Trainer, point: ResumePoint, *, allow_changes: bool = False) -> list[str]:
-    """Continue ``trainer`` from ``point``. Returns what differs from the run that wrote it;
-    refuses a change of the experiment unless ``allow_changes``."""
-    from resnet_repro.checkpoint import check_architecture, check_device_type
-    from resnet_repro.optim import hold_lr_in_tensors, optimizer_flags
-
-    path, config = point.path, trainer.config
-    if point.state is None:
-        raise CheckpointError(point.error)
-    state = point.state
-    check_architecture(state, config, path)
-    check_device_type(state, trainer.device.type, path)
-    resume = decide_resume(
-        point, config, trainer.splits.source_md5, trainer.code_digest, exact=False
-    )
-    if resume.verb == "refuse" and not allow_changes:
-        raise CheckpointError(
-            f"{path}: resuming would change the experiment: {'; '.join(resume.changes)}. "
-            f"Resume with --config {path.parent / 'config.yaml'} to continue it unchanged, "
-            "or pass --allow-changes to continue with these changes recorded in "
-            "provenance.json"
-        )
-    try:
-        trainer.model.load_state_dict(state["model"])
-        optimizer = state["optimizer"]
-        # This run's optimizer flags and a float lr, whichever run wrote the checkpoint
-        # (torch takes both from the saved groups).
-        for group in optimizer["param_groups"]:
-            group.update(optimizer_flags(config, trainer.device), lr=float(group["lr"]))
-        trainer.optimizer.load_state_dict(optimizer)
-        if config.cuda_graph:
-            hold_lr_in_tensors(trainer.optimizer, trainer.device)
-        trainer.loader.load_state(state["rng"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"{path}: does not fit this run ({e})") from e
-    trainer.epoch = int(state["epoch"])
-    trainer.global_step = int(state["global_step"])
-    check_epochs(trainer.epoch, int(state["config"].get("epochs", config.epochs)), config, path)
-    trainer.folder.saved_epoch = trainer.epoch
-    return [*resume.changes, *resume.free]
+# -- what a resume may not change
 
 
 def check_epochs(epoch: int, saved_epochs: int, config: TrainConfig, path: Path) -> None:
@@ -481,22 +419,3 @@ def check_epochs(epoch: int, saved_epochs: int, config: TrainConfig, path: Path)
             f"record it otherwise. Resume with --epochs {saved_epochs}"
             + ("" if phase == "continued" else f" (or {epoch} or more)")
         )
-
-
-def segment(trainer: Trainer, changes: list[str]) -> dict[str, Any]:
-    """provenance.json's record of this process's part of the run."""
-    config = trainer.config
-    return {
-        "started": now(),
-        "from_epoch": trainer.epoch,
-        "from_step": trainer.global_step,
-        "config_hash": config.config_hash(),
-        "config_changes": changes,
-        "code": code_version(),
-        "code_digest": trainer.code_digest,
-        "machine": machine(trainer.device),
-        "data": str(config.data),
-        "data_path": str(Path(config.data).resolve()),
-        "data_md5": trainer.splits.source_md5,
-        "world_size": trainer.dist.world_size,
-    }

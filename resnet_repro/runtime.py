@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,10 +18,6 @@ from torch import Tensor, nn
 from resnet_repro.config import ConfigError, TrainConfig
 from resnet_repro.kernels import apply_pin
 from resnet_repro.net import ResNet
-
-if TYPE_CHECKING:
-    from resnet_repro.distributed import Distributed
-    from resnet_repro.loader import BatchGeometry
 
 
 def resolve_device(name: str) -> torch.device:
@@ -109,28 +104,6 @@ class CompiledForBatch(nn.Module):
         if len(x) == self.batch_size:
             return self.compiled(x)
         return self.module(x)
-
-
-def training_nets(
-    model: nn.Module, config: TrainConfig, dist: Distributed, geometry: BatchGeometry
-) -> tuple[nn.Module, nn.Module, nn.Module | None]:
-    """The modules a training step and an evaluation call: (train, eval, ddp). With several
-    torchrun ranks a step goes through DDP (``ddp``, else None); evaluation runs on rank 0
-    alone, so it must not go through DDP's collectives. With ``compile`` each is compiled for
-    its one batch size: an evaluation batch, and a micro-batch of this process's share."""
-    train_net: nn.Module = model
-    eval_net: nn.Module = model
-    ddp = None
-    if dist.world_size > 1:
-        device = next(model.parameters()).device
-        ddp = train_net = dist.wrap(model, device, sync_bn=config.sync_bn)
-    if config.compile:
-        shard = dist.shard(config.batch_size)
-        micro = geometry.micro_batch(shard.stop - shard.start)
-        mode = config.compile_mode
-        eval_net = CompiledForBatch(eval_net, batch_size=config.eval_batch_size, mode=mode)
-        train_net = CompiledForBatch(train_net, batch_size=micro, mode=mode)
-    return train_net, eval_net, ddp
 
 
 def build_model(config: TrainConfig, *, generator: torch.Generator | None = None) -> ResNet:

@@ -38,24 +38,34 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from resnet_repro import __version__
 from resnet_repro.checkpoint import (
     CheckpointError,
     check_architecture,
+    check_device_type,
     code_digest,
 )
 from resnet_repro.config import ConfigError, TrainConfig
 from resnet_repro.data import Splits, load_splits
 from resnet_repro.distributed import Distributed
 from resnet_repro.evaluate import evaluate_model, recorded_data
-from resnet_repro.loader import DeviceLoader, stream_seed
-from resnet_repro.optim import hold_lr_in_tensors, make_optimizer, set_lr
-from resnet_repro.run_folder import ResumePoint, RunFolder, restore, segment, training_state
+from resnet_repro.loader import BatchGeometry, DeviceLoader, stream_seed
+from resnet_repro.optim import hold_lr_in_tensors, make_optimizer, optimizer_flags, set_lr
+from resnet_repro.run_folder import (
+    ResumePoint,
+    RunFolder,
+    check_epochs,
+    code_version,
+    decide_resume,
+    machine,
+    now,
+)
 from resnet_repro.runtime import (
+    CompiledForBatch,
     autocast,
     build_model,
     deterministic_kernels,
     resolve_device,
-    training_nets,
 )
 from resnet_repro.schedule import epoch_steps, get_lr, total_steps
 from resnet_repro.step_graph import StepGraph
@@ -355,6 +365,104 @@ class Trainer:
         # The seed's progress lines, once per job: rank 0 alone speaks.
         if self.dist.is_main:
             log.info(line)
+
+
+def training_nets(
+    model: nn.Module, config: TrainConfig, dist: Distributed, geometry: BatchGeometry
+) -> tuple[nn.Module, nn.Module, nn.Module | None]:
+    """The modules a training step and an evaluation call: (train, eval, ddp). With several
+    torchrun ranks a step goes through DDP (``ddp``, else None); evaluation runs on rank 0
+    alone, so it must not go through DDP's collectives. With ``compile`` each is compiled for
+    its one batch size: an evaluation batch, and a micro-batch of this process's share."""
+    train_net: nn.Module = model
+    eval_net: nn.Module = model
+    ddp = None
+    if dist.world_size > 1:
+        device = next(model.parameters()).device
+        ddp = train_net = dist.wrap(model, device, sync_bn=config.sync_bn)
+    if config.compile:
+        shard = dist.shard(config.batch_size)
+        micro = geometry.micro_batch(shard.stop - shard.start)
+        mode = config.compile_mode
+        eval_net = CompiledForBatch(eval_net, batch_size=config.eval_batch_size, mode=mode)
+        train_net = CompiledForBatch(train_net, batch_size=micro, mode=mode)
+    return train_net, eval_net, ddp
+
+
+def training_state(trainer: Trainer) -> dict[str, Any]:
+    """Everything a resume needs to continue bitwise, and what identifies the run."""
+    return {
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "epoch": trainer.epoch,
+        "global_step": trainer.global_step,
+        "rng": trainer.loader.state(),
+        "config": trainer.config.to_dict(),
+        "normalization": trainer.loader.normalize.state(),
+        "package_version": __version__,
+        "code_digest": trainer.code_digest,
+        "data_md5": trainer.splits.source_md5,
+        "label_names": list(trainer.splits.label_names),
+        "device_type": trainer.device.type,
+    }
+
+
+def restore(trainer: Trainer, point: ResumePoint, *, allow_changes: bool = False) -> list[str]:
+    """Continue ``trainer`` from ``point``. Returns what differs from the run that wrote it;
+    refuses a change of the experiment unless ``allow_changes``."""
+    path, config = point.path, trainer.config
+    if point.state is None:
+        raise CheckpointError(point.error)
+    state = point.state
+    check_architecture(state, config, path)
+    check_device_type(state, trainer.device.type, path)
+    resume = decide_resume(
+        point, config, trainer.splits.source_md5, trainer.code_digest, exact=False
+    )
+    if resume.verb == "refuse" and not allow_changes:
+        raise CheckpointError(
+            f"{path}: resuming would change the experiment: {'; '.join(resume.changes)}. "
+            f"Resume with --config {path.parent / 'config.yaml'} to continue it unchanged, "
+            "or pass --allow-changes to continue with these changes recorded in "
+            "provenance.json"
+        )
+    try:
+        trainer.model.load_state_dict(state["model"])
+        optimizer = state["optimizer"]
+        # This run's optimizer flags and a float lr, whichever run wrote the checkpoint
+        # (torch takes both from the saved groups).
+        for group in optimizer["param_groups"]:
+            group.update(optimizer_flags(config, trainer.device), lr=float(group["lr"]))
+        trainer.optimizer.load_state_dict(optimizer)
+        if config.cuda_graph:
+            hold_lr_in_tensors(trainer.optimizer, trainer.device)
+        trainer.loader.load_state(state["rng"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{path}: does not fit this run ({e})") from e
+    trainer.epoch = int(state["epoch"])
+    trainer.global_step = int(state["global_step"])
+    check_epochs(trainer.epoch, int(state["config"].get("epochs", config.epochs)), config, path)
+    trainer.folder.saved_epoch = trainer.epoch
+    return [*resume.changes, *resume.free]
+
+
+def segment(trainer: Trainer, changes: list[str]) -> dict[str, Any]:
+    """provenance.json's record of this process's part of the run."""
+    config = trainer.config
+    return {
+        "started": now(),
+        "from_epoch": trainer.epoch,
+        "from_step": trainer.global_step,
+        "config_hash": config.config_hash(),
+        "config_changes": changes,
+        "code": code_version(),
+        "code_digest": trainer.code_digest,
+        "machine": machine(trainer.device),
+        "data": str(config.data),
+        "data_path": str(Path(config.data).resolve()),
+        "data_md5": trainer.splits.source_md5,
+        "world_size": trainer.dist.world_size,
+    }
 
 
 def train(

@@ -83,7 +83,7 @@ def test_a_run_without_validation_is_evaluated_and_reported(fake_archive, tmp_pa
         main(
             [
                 "stage",
-                "evaluate",
+                "metrics",
                 "--run",
                 str(run),
                 "--checkpoints",

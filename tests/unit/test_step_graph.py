@@ -18,10 +18,10 @@ from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import load_checkpoint, weights_digest
 from resnet_repro.config import ConfigError, make_config
 from resnet_repro.distributed import Distributed
-from resnet_repro.run_folder import RunFolder, restore
+from resnet_repro.run_folder import RunFolder
 from resnet_repro.runtime import deterministic_kernels
 from resnet_repro.step_graph import WARMUP_STEPS, StepGraph
-from resnet_repro.train import Trainer, train
+from resnet_repro.train import Trainer, restore, train
 
 
 class EagerGraphs:
