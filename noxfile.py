@@ -126,7 +126,7 @@ def mutants(session: nox.Session) -> None:
     """Mutation testing (mutmut) of net.py, image_utils.py, config.py, golden.py, schedule.py
     and checkpoint.py against their fast tests ([tool.mutmut] in pyproject.toml); the
     survivors are listed in tests/mutants.md with a test or the reason they are equivalent."""
-    install(session, "test,mutants")
+    install(session, "test,pipeline,mutants")
     session.env.setdefault("HYPOTHESIS_PROFILE", "ci")
     # mutmut forks a test process per mutant; torch's thread pools do not survive a fork
     # (a forked child waits forever on the parent's threads), so each process gets one thread.

@@ -138,13 +138,13 @@ def test_evaluation_throughput(compare, device):
     model = ResNet(1, 3).to(device).eval()
     x = torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8, device=device)
     y = torch.randint(0, 10, (1000,), device=device)
-    plain = make_config("paper", eval_batch_size=1000)
-    fast = make_config("paper", eval_batch_size=1000, channels_last=True, precision="bf16")
     fast_model = ResNet(1, 3).to(device).to(memory_format=torch.channels_last)
     ratio = compare(
         "evaluate-v1-n3",
-        lambda: evaluate_model(fast_model, x, y, fast, Normalization()),
-        lambda: evaluate_model(model, x, y, plain, Normalization()),
+        lambda: evaluate_model(
+            fast_model, x, y, Normalization(), batch_size=1000, precision="bf16", channels_last=True
+        ),
+        lambda: evaluate_model(model, x, y, Normalization(), batch_size=1000),
         device=device,
         images=1000,
         rounds=3,

@@ -34,21 +34,28 @@ SPLITS = ("valid", "test", "train")
 
 @torch.no_grad()
 def evaluate_model(
-    forward: nn.Module, x: Tensor, y: Tensor, config: TrainConfig, normalize: Normalization
+    forward: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    normalize: Normalization,
+    batch_size: int,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> tuple[float, float]:
     """Mean loss and accuracy of ``forward`` (a model, compiled or not) in eval mode over
-    uint8 images ``x`` on the device, normalized but not augmented; NaN for no images."""
+    uint8 images ``x`` on the device, normalized but not augmented, ``batch_size`` at a time
+    (the config's ``eval_batch_size``); NaN for no images."""
     forward.eval()
     if len(y) == 0:
         return float("nan"), float("nan")
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
-    for start in range(0, len(y), config.eval_batch_size):
-        xb = normalize(x[start : start + config.eval_batch_size])
-        if config.channels_last:
+    for start in range(0, len(y), batch_size):
+        xb = normalize(x[start : start + batch_size])
+        if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        yb = y[start : start + config.eval_batch_size]
-        with autocast(x.device, config.precision):
+        yb = y[start : start + batch_size]
+        with autocast(x.device, precision):
             logits = forward(xb).float()
         loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum")
         correct += (logits.argmax(1) == yb).sum()
@@ -172,7 +179,16 @@ def loss_and_accuracy(
     """(loss, accuracy) of the checkpoint at ``path`` on uint8 images ``x``; ``expected`` as
     in ``model_from_checkpoint``."""
     restored = model_from_checkpoint(path, x.device, expected=expected)
-    return evaluate_model(restored.model, x, y, restored.config, restored.normalize)
+    config = restored.config
+    return evaluate_model(
+        restored.model,
+        x,
+        y,
+        restored.normalize,
+        batch_size=config.eval_batch_size,
+        precision=config.precision,
+        channels_last=config.channels_last,
+    )
 
 
 def evaluate_run(

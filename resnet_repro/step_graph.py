@@ -86,8 +86,10 @@ class StepGraph:
     @classmethod
     def for_run(
         cls, step: Step, config: TrainConfig, device: torch.device, world_size: int
-    ) -> StepGraph:
-        """The graph of a run's steps (``cuda_graph``), which runs in one process."""
+    ) -> StepGraph | None:
+        """The graph of a run's steps, which runs in one process; None without ``cuda_graph``."""
+        if not config.cuda_graph:
+            return None
         if world_size > 1:
             raise ConfigError(
                 f"cuda_graph runs in one process, not in {world_size} torchrun ranks: "

@@ -130,6 +130,16 @@ class EpochMeter:
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
 
+    @classmethod
+    def not_finite(cls, epoch: int, step: int, last: Path, saved_epoch: int) -> TrainingError:
+        return cls(
+            f"loss became NaN/inf at epoch {epoch}, step {step}; the last good checkpoint is "
+            f"{last} (epoch {saved_epoch})"
+            if saved_epoch
+            else f"loss became NaN/inf at epoch {epoch}, step {step}, before any checkpoint "
+            "was written; lower --lr or check the data"
+        )
+
 
 class TrainingInterrupted(TrainingError):
     """The user stopped the run (Ctrl-C); the message says where to resume from."""
@@ -174,22 +184,14 @@ class Trainer:
         )
         self.device = self.dist.device(resolve_device(config.device))
         # Made first: it refuses a device without CUDA graphs before any data is loaded.
-        self.step_graph = (
-            StepGraph.for_run(self._step, config, self.device, self.dist.world_size)
-            if config.cuda_graph
-            else None
-        )
+        self.step_graph = StepGraph.for_run(self._step, config, self.device, self.dist.world_size)
         # None lets tqdm decide: quiet when stderr is not a terminal.
         self.quiet = None if progress is None else not progress
         self.splits = splits if splits is not None else load_splits(config)
         self.loader = DeviceLoader(self.splits, config, self.device, self.dist)
 
-        gen = torch.Generator().manual_seed(stream_seed(config.seed, "init"))
-        self.model = build_model(config, generator=gen).to(self.device)
-        if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.train_net, self.eval_net, self.ddp = training_nets(
-            self.model, config, self.dist, self.loader.geometry
+        self.model, self.train_net, self.eval_net, self.ddp = training_nets(
+            config, self.device, self.dist, self.loader.geometry
         )
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.optimizer = make_optimizer(config, self.model.parameters(), self.device)
@@ -200,8 +202,7 @@ class Trainer:
         self.total_steps = total_steps(
             config, self.loader.n_train, self.dist.world_size, n_continue=self.loader.n_all
         )
-        self.epoch = 0
-        self.global_step = 0
+        self.epoch = self.global_step = 0
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -225,15 +226,19 @@ class Trainer:
         return self.epoch >= self.config.last_epoch or self.global_step >= self.total_steps
 
     def _fit(self, point: ResumePoint | None, *, allow_changes: bool) -> list[dict[str, Any]]:
-        changes: list[str] = []
-        history: list[dict[str, Any]] = []
+        changes, history = [], []
         if point is None:
             self.folder.check_empty()
         else:
             changes = restore(self, point, allow_changes=allow_changes)
-            history = self._resumed_history()
+            history, out = self.folder.history_until(self.epoch), self.folder.path
             if self._finished():
+                self._say(
+                    f"{out} is complete (epoch {self.epoch} of {self.config.last_epoch}, step "
+                    f"{self.global_step}): nothing to train."
+                )
                 return history
+            self._say(f"Resuming {out} from epoch {self.epoch} (step {self.global_step}).")
         self.folder.begin(history, self.config, segment(self, changes))
         self._say("### Training... ###")
         while not self._finished():
@@ -245,18 +250,6 @@ class Trainer:
             if self.folder.save_epoch(record, state, final=self._finished()):
                 self._say("Checkpoint has been created.")
         return history
-
-    def _resumed_history(self) -> list[dict[str, Any]]:
-        """After a restore: the recorded epochs it continues, once its length is checked."""
-        out, config = self.folder.path, self.config
-        if self._finished():
-            self._say(
-                f"{out} is complete (epoch {self.epoch} of {config.last_epoch}, step "
-                f"{self.global_step}): nothing to train."
-            )
-        else:
-            self._say(f"Resuming {out} from epoch {self.epoch} (step {self.global_step}).")
-        return self.folder.history_until(self.epoch)
 
     def _next_epoch(self) -> dict[str, Any] | None:
         """Train the next epoch and validate it; returns its history record (None in a
@@ -313,13 +306,7 @@ class Trainer:
         bar.close()
         mean_loss, accuracy, images, last_loss, bad_step = meter.totals(self.dist)
         if bad_step >= 0:
-            raise TrainingError(
-                f"loss became NaN/inf at epoch {epoch}, step {bad_step}; the last good "
-                f"checkpoint is {self.folder.last} (epoch {self.epoch})"
-                if self.epoch
-                else f"loss became NaN/inf at epoch {epoch}, step {bad_step}, before any "
-                "checkpoint was written; lower --lr or check the data"
-            )
+            raise TrainingError.not_finite(epoch, bad_step, self.folder.last, self.epoch)
         return mean_loss, accuracy, images, last_loss
 
     def train_step(self, x: Tensor, y: Tensor, loss_weight: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -359,7 +346,10 @@ class Trainer:
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         """Mean loss and accuracy of the current weights on uint8 images ``x``."""
-        return evaluate_model(self.eval_net, x, y, self.config, self.loader.normalize)
+        c, normalize = self.config, self.loader.normalize
+        return evaluate_model(
+            self.eval_net, x, y, normalize, c.eval_batch_size, c.precision, c.channels_last
+        )
 
     def _say(self, line: str) -> None:
         # The seed's progress lines, once per job: rank 0 alone speaks.
@@ -368,17 +358,21 @@ class Trainer:
 
 
 def training_nets(
-    model: nn.Module, config: TrainConfig, dist: Distributed, geometry: BatchGeometry
-) -> tuple[nn.Module, nn.Module, nn.Module | None]:
-    """The modules a training step and an evaluation call: (train, eval, ddp). With several
-    torchrun ranks a step goes through DDP (``ddp``, else None); evaluation runs on rank 0
-    alone, so it must not go through DDP's collectives. With ``compile`` each is compiled for
-    its one batch size: an evaluation batch, and a micro-batch of this process's share."""
+    config: TrainConfig, device: torch.device, dist: Distributed, geometry: BatchGeometry
+) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module | None]:
+    """The network of a run on ``device``, initialized from the run's seed, and the modules a
+    training step and an evaluation call: (model, train, eval, ddp). With several torchrun
+    ranks a step goes through DDP (``ddp``, else None); evaluation runs on rank 0 alone, so it
+    must not go through DDP's collectives. With ``compile`` each is compiled for its one batch
+    size: an evaluation batch, and a micro-batch of this process's share."""
+    gen = torch.Generator().manual_seed(stream_seed(config.seed, "init"))
+    model = build_model(config, generator=gen).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     train_net: nn.Module = model
     eval_net: nn.Module = model
     ddp = None
     if dist.world_size > 1:
-        device = next(model.parameters()).device
         ddp = train_net = dist.wrap(model, device, sync_bn=config.sync_bn)
     if config.compile:
         shard = dist.shard(config.batch_size)
@@ -386,7 +380,7 @@ def training_nets(
         mode = config.compile_mode
         eval_net = CompiledForBatch(eval_net, batch_size=config.eval_batch_size, mode=mode)
         train_net = CompiledForBatch(train_net, batch_size=micro, mode=mode)
-    return train_net, eval_net, ddp
+    return model, train_net, eval_net, ddp
 
 
 def training_state(trainer: Trainer) -> dict[str, Any]:
