@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from resnet_repro.checkpoint import code_digest
+from resnet_repro.checkpoint import code_digest, decide_resume
 from resnet_repro.config import (
     DEFAULT_RECIPE,
     ConfigError,
@@ -32,7 +32,7 @@ from resnet_repro.evaluate import (
     parse_checkpoints,
 )
 from resnet_repro.golden import METRICS
-from resnet_repro.run_folder import RunFolder, decide_resume, read_history
+from resnet_repro.run_folder import RunFolder, read_history
 from resnet_repro.runtime import resolve_device
 from resnet_repro.study import run_seeds, seed_folder, seed_folders
 from resnet_repro.train import Trainer

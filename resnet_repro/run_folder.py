@@ -1,7 +1,6 @@
 """A run folder, its one owner: ``RunFolder`` holds its lock, loads the checkpoint a resume
 continues from (once), and writes the folder in the order that lets a kill anywhere lose
-nothing; ``decide_resume`` says whether that checkpoint continues, refuses or restarts a run;
-``check_epochs`` refuses a resume that would record its epochs otherwise.
+nothing (whether that checkpoint continues the run is ``checkpoint.decide_resume``'s call).
 
 What the folder holds: ``model-N.ckpt`` and ``last.ckpt``, ``config.yaml`` (the resolved
 config), ``provenance.json`` (one record per training segment: code, machine, data),
@@ -13,7 +12,6 @@ After each epoch its history line is written, then its numbered checkpoint when 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
@@ -24,18 +22,19 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from resnet_repro import __version__, kernels
 from resnet_repro.atomic import write_bytes_atomic
 from resnet_repro.checkpoint import (
     PACKAGE_DIR,
     CheckpointError,
+    ResumePoint,
     copy_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
-from resnet_repro.config import ConfigError, TrainConfig, fields_with_role
+from resnet_repro.config import ConfigError, TrainConfig
 
 if TYPE_CHECKING:
     import torch
@@ -183,75 +182,6 @@ def append_history(path: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-# Config fields a resume may change without changing the experiment: where and how fast it
-# runs, not what it computes. Its length too, where the schedule does not depend on it. Each
-# field's role is in its metadata (config.ROLES).
-RESUME_MAY_CHANGE = fields_with_role("runtime")
-LENGTH_FIELDS = fields_with_role("length")
-LENGTH_FREE_SCHEDULES = ("constant", "multistep")
-
-
-@dataclasses.dataclass(frozen=True)
-class ResumePoint:
-    """The checkpoint a run continues from, loaded once: its ``state``, or the ``error`` that
-    kept it from loading."""
-
-    path: Path
-    state: dict[str, Any] | None = None
-    error: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Resume:
-    """What a resume point means for a run: ``continue``, ``refuse`` (the experiment would
-    change: ``changes`` says how) or ``restart`` (``reason`` says why the folder's run cannot be
-    continued). ``free`` lists the changes a resume may make (where and how fast it runs)."""
-
-    verb: Literal["continue", "refuse", "restart"]
-    changes: tuple[str, ...] = ()
-    free: tuple[str, ...] = ()
-    reason: str = ""
-
-
-def decide_resume(
-    point: ResumePoint | None, config: TrainConfig, data_md5: str, code: str, *, exact: bool
-) -> Resume:
-    """Whether the run of ``config`` (on data ``data_md5``, code digest ``code``) continues the
-    checkpoint at ``point``. With ``exact`` (a DVC stage, which re-runs because something
-    changed) any difference restarts; otherwise a change of the experiment (config or data) is
-    refused and a change of where or how fast it runs is a ``continue`` that lists it."""
-    if point is None:
-        return Resume("restart", reason="it holds no checkpoint")
-    if point.state is None:
-        return Resume("restart", reason=f"its {point.path.name} is unreadable ({point.error})")
-    saved = point.state
-    if not isinstance(saved.get("config"), dict):
-        return Resume("restart", reason=f"its {point.path.name} records no config")
-    free = RESUME_MAY_CHANGE
-    if saved["config"].get("schedule") in LENGTH_FREE_SCHEDULES:
-        free += LENGTH_FIELDS
-    experiment, benign = [], []
-    for k, v in config.to_dict().items():
-        if saved["config"].get(k) != v:
-            (benign if k in free else experiment).append(f"{k} {saved['config'].get(k)!r} -> {v!r}")
-    if saved.get("data_md5") not in (None, data_md5):
-        experiment.append(f"data md5 {saved['data_md5']} -> {data_md5}")
-    if exact:
-        changed = [
-            name
-            for name, differs in (
-                ("config", saved["config"] != config.to_dict()),
-                ("code", saved.get("code_digest") != code),
-                ("data", saved.get("data_md5") != data_md5),
-            )
-            if differs
-        ]
-        if changed:
-            reason = f"it was trained with another {' and '.join(changed)}"
-            return Resume("restart", tuple(experiment), tuple(benign), reason)
-    return Resume("refuse" if experiment else "continue", tuple(experiment), tuple(benign))
-
-
 class RunFolder:
     """One run folder, for one training process: its checks, lock, resume point and writes.
 
@@ -393,29 +323,3 @@ class RunFolder:
             save_checkpoint(self.last, state())
             self.saved_epoch = epoch
         return numbered
-
-
-# -- what a resume may not change
-
-
-def check_epochs(epoch: int, saved_epochs: int, config: TrainConfig, path: Path) -> None:
-    """A resume may not shorten a run below the epoch it is at (it would train nothing and
-    record a shorter run), nor move ``epochs`` across the checkpoint of a run with continued
-    epochs: an epoch trained on the training split would be recorded as a continued one,
-    or a continued one (trained on the validation images too) as a training epoch."""
-    if epoch > config.last_epoch:
-        raise ConfigError(
-            f"{path.parent} is at epoch {epoch}: {config.epochs} epochs (and "
-            f"{config.continue_epochs} continued) would train nothing and record a "
-            f"shorter run; give --epochs {epoch - config.continue_epochs} or more"
-        )
-    if not config.continue_epochs or config.epochs == saved_epochs:
-        return
-    if epoch > saved_epochs or config.epochs < epoch:
-        phase = "continued" if epoch > saved_epochs else "training"
-        raise CheckpointError(
-            f"{path}: epoch {epoch} was trained as a {phase} epoch ({saved_epochs} "
-            f"training epochs, then the continued ones); --epochs {config.epochs} would "
-            f"record it otherwise. Resume with --epochs {saved_epochs}"
-            + ("" if phase == "continued" else f" (or {epoch} or more)")
-        )

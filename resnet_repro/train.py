@@ -41,9 +41,12 @@ from tqdm import tqdm
 from resnet_repro import __version__
 from resnet_repro.checkpoint import (
     CheckpointError,
+    ResumePoint,
     check_architecture,
     check_device_type,
+    check_epochs,
     code_digest,
+    decide_resume,
 )
 from resnet_repro.config import ConfigError, TrainConfig
 from resnet_repro.data import Splits, load_splits
@@ -51,15 +54,7 @@ from resnet_repro.distributed import Distributed
 from resnet_repro.evaluate import evaluate_model, recorded_data
 from resnet_repro.loader import BatchGeometry, DeviceLoader, stream_seed
 from resnet_repro.optim import hold_lr_in_tensors, make_optimizer, optimizer_flags, set_lr
-from resnet_repro.run_folder import (
-    ResumePoint,
-    RunFolder,
-    check_epochs,
-    code_version,
-    decide_resume,
-    machine,
-    now,
-)
+from resnet_repro.run_folder import RunFolder, code_version, machine, now
 from resnet_repro.runtime import (
     CompiledForBatch,
     autocast,

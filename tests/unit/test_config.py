@@ -1,5 +1,6 @@
 """TrainConfig, recipes, YAML/JSON files and command-line overrides."""
 
+import dataclasses
 import json
 
 import pytest
@@ -229,3 +230,48 @@ def test_each_fields_role_and_bounds_live_in_its_metadata():
     assert "lr" not in speed_fields() and "seed" not in speed_fields()
     assert make_config("seed", version=1).architecture_fields()[-2:] == ("v1_shortcut", "init")
     assert "v1_shortcut" not in make_config("seed", version=2).architecture_fields()
+
+
+def test_every_fields_metadata_is_complete_and_well_formed():
+    """What ``_setting`` and ``_recipe_setting`` build at import time (where mutation testing
+    cannot switch them), field by field: every key, of its type, a help text, a role, the
+    recipe settings' defaults from the default recipe, bounds that parse, fresh list defaults."""
+    from resnet_repro.config import ROLES, within
+
+    keys = {"help", "choices", "recipe", "role", "speed", "minimum", "bounds"}
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        assert set(meta) == keys, f.name
+        assert isinstance(meta["help"], str) and len(meta["help"]) > 5, f.name
+        assert meta["role"] in ROLES and isinstance(meta["speed"], bool), f.name
+        assert meta["choices"] is None or isinstance(meta["choices"], tuple), f.name
+        assert meta["minimum"] in (None, 0, 1), f.name
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if meta["recipe"] is True:
+            assert default == RECIPES[DEFAULT_RECIPE][f.name], f.name
+        else:
+            assert meta["recipe"] is False and f.name not in RECIPES[DEFAULT_RECIPE], f.name
+        if meta["choices"] is not None:
+            assert default in meta["choices"], f.name
+        if meta["bounds"] is not None:
+            assert meta["bounds"][0] in "[(" and meta["bounds"][-1] in ")]", f.name
+            assert within(default, meta["bounds"]), f.name
+        if isinstance(default, list):
+            assert f.default_factory() is not f.default_factory(), f.name
+    minimum = {f.name: f.metadata["minimum"] for f in dataclasses.fields(TrainConfig)}
+    assert {name for name, low in minimum.items() if low == 1} == {
+        "resnet_size",
+        "epochs",
+        "batch_size",
+        "checkpoint_every",
+        "eval_batch_size",
+    }
+    assert {name for name, low in minimum.items() if low == 0} == {
+        "bn_group_images",
+        "continue_epochs",
+        "max_iters",
+        "warmup_iters",
+        "warmup_min_depth",
+        "limit_train_batches",
+        "limit_eval_images",
+    }

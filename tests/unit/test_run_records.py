@@ -12,17 +12,20 @@ import torch
 from test_train import tiny_config
 
 from resnet_repro.archive_writer import write_fake_cifar10
-from resnet_repro.checkpoint import CheckpointError, load_checkpoint
+from resnet_repro.checkpoint import (
+    CheckpointError,
+    Resume,
+    ResumePoint,
+    decide_resume,
+    load_checkpoint,
+)
 from resnet_repro.cifar import md5_of
 from resnet_repro.config import ConfigError
 from resnet_repro.evaluate import evaluate_run
 from resnet_repro.image_utils import Normalization
 from resnet_repro.run_folder import (
-    Resume,
-    ResumePoint,
     RunFolderError,
     code_version,
-    decide_resume,
     read_history,
     run_folder_lock,
 )
