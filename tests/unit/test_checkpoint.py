@@ -9,9 +9,12 @@ import torch
 from resnet_repro import checkpoint as checkpoint_module
 from resnet_repro.checkpoint import (
     CheckpointError,
+    Resume,
+    ResumePoint,
     check_architecture,
     check_device_type,
     code_digest,
+    decide_resume,
     load_checkpoint,
     save_checkpoint,
     weights_digest,
@@ -165,3 +168,44 @@ def test_reasons_quote_torch_first_line_only(tmp_path):
     ) as info:
         load_checkpoint(tmp_path / "t.ckpt")
     assert len(str(info.value).splitlines()) == 1 and "weights_only" not in str(info.value)
+
+
+def test_one_rule_decides_continue_refuse_and_restart():
+    """decide_resume: the command line's reading (exact=False) and the pipeline's (exact=True)
+    of the same checkpoint state."""
+    config = make_config("paper", device="cpu", lr=0.05)
+    state = {"config": config.to_dict(), "data_md5": "d", "code_digest": "c", "epoch": 1}
+    point = ResumePoint(Path("run/last.ckpt"), state)
+    for exact in (False, True):
+        assert decide_resume(point, config, "d", "c", exact=exact).verb == "continue"
+        missing = decide_resume(None, config, "d", "c", exact=exact)
+        assert (missing.verb, missing.reason) == ("restart", "it holds no checkpoint")
+        torn = decide_resume(ResumePoint(point.path, error="empty"), config, "d", "c", exact=exact)
+        assert (torn.verb, torn.reason) == ("restart", "its last.ckpt is unreadable (empty)")
+    moved = make_config("paper", device="meta", lr=0.5)
+    refused = decide_resume(point, moved, "d", "c", exact=False)
+    assert refused == Resume("refuse", ("lr 0.05 -> 0.5",), ("device 'cpu' -> 'meta'",))
+    assert decide_resume(point, moved, "d", "c", exact=True).verb == "restart"
+    elsewhere = make_config("paper", device="meta", lr=0.05)
+    assert decide_resume(point, elsewhere, "d", "c", exact=False) == Resume(
+        "continue", free=("device 'cpu' -> 'meta'",)
+    )
+    data = decide_resume(point, config, "e", "c", exact=False)
+    assert data == Resume("refuse", ("data md5 d -> e",))
+    assert decide_resume(point, config, "d", "new code", exact=False).verb == "continue"
+    for md5, code, reason in (
+        ("d", "new code", "code"),
+        ("e", "c", "data"),
+        ("e", "new code", "code and data"),
+    ):
+        restart = decide_resume(point, config, md5, code, exact=True)
+        assert (restart.verb, restart.reason) == (
+            "restart",
+            f"it was trained with another {reason}",
+        )
+    bare = decide_resume(ResumePoint(point.path, {"epoch": 1}), config, "d", "c", exact=True)
+    assert (bare.verb, bare.reason) == ("restart", "its last.ckpt records no config")
+    older = {**state, "config": {k: v for k, v in state["config"].items() if k != "init"}}
+    assert decide_resume(ResumePoint(point.path, older), config, "d", "c", exact=True).reason == (
+        "it was trained with another config"
+    )

@@ -14,9 +14,6 @@ from test_train import tiny_config
 from resnet_repro.archive_writer import write_fake_cifar10
 from resnet_repro.checkpoint import (
     CheckpointError,
-    Resume,
-    ResumePoint,
-    decide_resume,
     load_checkpoint,
 )
 from resnet_repro.cifar import md5_of
@@ -68,47 +65,6 @@ def grid_params(folder, archive):
         f"data: {{dest: {archive}}}\nruns:\n  r: {{recipe: paper, version: 1, resnet_size: 1, "
         "epochs: 1, batch_size: 32, valid_fraction: 0.2, checkpoint_every: 1, "
         "eval_checkpoints: '1', device: cpu}\n"
-    )
-
-
-def test_one_rule_decides_continue_refuse_and_restart(fake_archive):
-    """decide_resume: the command line's reading (exact=False) and the pipeline's (exact=True)
-    of the same checkpoint state."""
-    config = tiny_config(fake_archive)
-    state = {"config": config.to_dict(), "data_md5": "d", "code_digest": "c", "epoch": 1}
-    point = ResumePoint(Path("run/last.ckpt"), state)
-    for exact in (False, True):
-        assert decide_resume(point, config, "d", "c", exact=exact).verb == "continue"
-        missing = decide_resume(None, config, "d", "c", exact=exact)
-        assert (missing.verb, missing.reason) == ("restart", "it holds no checkpoint")
-        torn = decide_resume(ResumePoint(point.path, error="empty"), config, "d", "c", exact=exact)
-        assert (torn.verb, torn.reason) == ("restart", "its last.ckpt is unreadable (empty)")
-    moved = tiny_config(fake_archive, device="meta", lr=0.5)
-    refused = decide_resume(point, moved, "d", "c", exact=False)
-    assert refused == Resume("refuse", ("lr 0.05 -> 0.5",), ("device 'cpu' -> 'meta'",))
-    assert decide_resume(point, moved, "d", "c", exact=True).verb == "restart"
-    elsewhere = tiny_config(fake_archive, device="meta")
-    assert decide_resume(point, elsewhere, "d", "c", exact=False) == Resume(
-        "continue", free=("device 'cpu' -> 'meta'",)
-    )
-    data = decide_resume(point, config, "e", "c", exact=False)
-    assert data == Resume("refuse", ("data md5 d -> e",))
-    assert decide_resume(point, config, "d", "new code", exact=False).verb == "continue"
-    for md5, code, reason in (
-        ("d", "new code", "code"),
-        ("e", "c", "data"),
-        ("e", "new code", "code and data"),
-    ):
-        restart = decide_resume(point, config, md5, code, exact=True)
-        assert (restart.verb, restart.reason) == (
-            "restart",
-            f"it was trained with another {reason}",
-        )
-    bare = decide_resume(ResumePoint(point.path, {"epoch": 1}), config, "d", "c", exact=True)
-    assert (bare.verb, bare.reason) == ("restart", "its last.ckpt records no config")
-    older = {**state, "config": {k: v for k, v in state["config"].items() if k != "init"}}
-    assert decide_resume(ResumePoint(point.path, older), config, "d", "c", exact=True).reason == (
-        "it was trained with another config"
     )
 
 
