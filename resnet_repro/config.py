@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -448,8 +447,6 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
         for v in value:
             _check_type(f"{name}[]", v, item)
         return
-    if origin in (typing.Union, types.UnionType):
-        raise AssertionError("TrainConfig fields have no union types")
     if hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif hint is int:

@@ -452,3 +452,117 @@ def test_an_accuracy_written_as_a_percentage_is_refused(tmp_path):
     write_metrics(tmp_path / "m", "r", valid_acc_final=86.0)
     with pytest.raises(GoldenError, match=r"valid_acc_final is 86.0, not an accuracy in \[0, 1\]"):
         compare([table], tmp_path / "m")
+
+
+def test_a_rehearsals_metrics_mark_the_comparison_and_its_table(tmp_path):
+    """One rehearsal run among others marks the whole comparison (values mean nothing)."""
+    rows = [cell("a", 0.9), cell("b", 0.9), cell("c", 0.9)]
+    table = write_table(tmp_path / "t.yaml", rows)
+    write_metrics(tmp_path / "m", "a", valid_acc_final=0.9, rehearsal=True)
+    write_metrics(tmp_path / "m", "b", valid_acc_final=0.9, rehearsal=False)
+    write_metrics(tmp_path / "m", "c", valid_acc_final=0.9)
+    result = compare([table], tmp_path / "m")
+    assert result["rehearsal"] is True
+    text = markdown(result)
+    assert text.startswith(
+        "REHEARSAL: amounts shrunk (pipeline/rehearsal.yaml); every path of the study ran, but "
+        "the values are meaningless.\n\n| table | run |"
+    )
+    for run in ("a", "b", "c"):
+        (tmp_path / "m" / run / "metrics.json").unlink()
+        (tmp_path / "m" / run).rmdir()
+    write_metrics(tmp_path / "m", "a", valid_acc_final=0.9, rehearsal=False)
+    write_metrics(tmp_path / "m", "b", valid_acc_final=0.9, rehearsal="yes")
+    result = compare([table], tmp_path / "m")
+    assert result["rehearsal"] is False and markdown(result).startswith("| table | run |")
+
+
+def test_the_tolerances_section_lists_each_rule_once(tmp_path):
+    rows = [cell("a", 0.9), cell("b", 0.9, points=2.0)]
+    write_metrics(tmp_path / "m", "a", valid_acc_final=0.9)
+    write_metrics(tmp_path / "m", "b", valid_acc_final=0.9)
+    lines = markdown(compare([write_table(tmp_path / "t.yaml", rows)], tmp_path / "m"))
+    assert lines.splitlines()[4:] == [
+        "",
+        "Tolerances (each cell's rule and what it is derived from):",
+        "",
+        "- t.yaml: within 1 points of golden",
+        "- t.yaml: within 2 points of golden",
+        "",
+        "Verdict: all cells pass",
+    ]
+
+
+def test_a_missing_metrics_folder_says_which_stage_writes_it(tmp_path):
+    table = write_table(tmp_path / "t.yaml", [cell("r", 0.9)])
+    with pytest.raises(GoldenError) as e:
+        compare([table], tmp_path / "none")
+    assert str(e.value) == (
+        f"{tmp_path / 'none'}: no such metrics folder (the evaluate stage writes one "
+        "metrics.json per run into it: stage metrics --metrics-dir)"
+    )
+
+
+def test_a_measurement_exactly_at_the_tolerance_passes():
+    from resnet_repro.golden import Cell, verdict
+
+    two = Cell("t", "r", "m", 0.5, "two_sided", 25.0)
+    assert verdict(two, 0.75) == "pass" and verdict(two, 0.25) == "pass"
+    assert verdict(two, 0.7500001) == "fail"
+    below = Cell("t", "r", "m", 0.5, "one_sided_below", 25.0)
+    assert verdict(below, 0.25) == "pass" and verdict(below, 0.2499999) == "fail"
+
+
+def test_the_median_of_two_seeds_is_the_stated_median(tmp_path):
+    from resnet_repro.golden import Cell, measured_value
+
+    median = Cell("t", "r", "valid_acc_final", 0.9, "two_sided", 1.0, statistic="median", runs=2)
+    two = {"valid_acc_final": 0.91, "valid_acc_final_median": 0.92, "seeds": {"0": {}, "1": {}}}
+    assert measured_value(median, two) == (0.92, 2)
+    one = {"valid_acc_final": 0.91, "valid_acc_final_median": 0.92}
+    assert measured_value(median, one) == (0.91, 1)
+    assert measured_value(median, {}) == (None, 0)
+
+
+def test_a_metric_name_and_its_epoch():
+    from resnet_repro.golden import parse_metric
+
+    assert parse_metric("valid_acc@160") == ("valid_acc", "160")
+    assert parse_metric("valid_acc@1@2") == ("valid_acc", "1@2")
+    assert parse_metric("test_acc_final") == ("test_acc_final", None)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        (
+            {"test_acc_final": 1.5},
+            "test_acc_final is 1.5, not an accuracy in [0, 1] (a percentage? write 0.015)",
+        ),
+        ({"test_acc_final": -0.1}, "test_acc_final is -0.1, not an accuracy"),
+        ({"test_acc_final_std": 0.5, "test_acc_chosen": 2}, "test_acc_chosen is 2, not an"),
+    ],
+)
+def test_metrics_that_are_not_accuracies_are_refused(tmp_path, metrics, message):
+    from resnet_repro.golden import load_metrics
+
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(metrics))
+    with pytest.raises(GoldenError) as e:
+        load_metrics(path)
+    assert str(e.value) == f"{path}: {message}" or str(e.value).startswith(f"{path}: {message}")
+
+
+def test_spreads_and_other_numbers_are_not_accuracies(tmp_path):
+    from resnet_repro.golden import load_metrics
+
+    path = tmp_path / "metrics.json"
+    fine = {
+        "test_acc_final": 1.0,
+        "valid_acc_final": 0.0,
+        "test_acc_final_std": 1.5,
+        "continued_epoch_seconds": 12.5,
+        "epochs": 200,
+    }
+    path.write_text(json.dumps(fine))
+    assert load_metrics(path) == fine

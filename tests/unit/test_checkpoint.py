@@ -19,7 +19,7 @@ from resnet_repro.checkpoint import (
     save_checkpoint,
     weights_digest,
 )
-from resnet_repro.config import make_config
+from resnet_repro.config import ConfigError, make_config
 
 
 def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
@@ -209,3 +209,173 @@ def test_one_rule_decides_continue_refuse_and_restart():
     assert decide_resume(ResumePoint(point.path, older), config, "d", "c", exact=True).reason == (
         "it was trained with another config"
     )
+
+
+def test_a_copied_checkpoint_is_the_same_bytes_written_atomically(tmp_path):
+    from resnet_repro.checkpoint import copy_checkpoint
+
+    save_checkpoint(tmp_path / "model-2.ckpt", {"model": {"w": torch.ones(3)}, "config": {}})
+    copy_checkpoint(tmp_path / "model-2.ckpt", tmp_path / "last.ckpt")
+    assert (tmp_path / "last.ckpt").read_bytes() == (tmp_path / "model-2.ckpt").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "model-2.ckpt"]
+
+
+def test_a_full_disk_says_what_to_do(tmp_path, monkeypatch):
+    def full(obj, f):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(tmp_path / "new.ckpt", {"model": {}, "config": {}})
+    assert str(info.value) == (
+        f"{tmp_path / 'new.ckpt'}: cannot be written ([Errno 28] No space left on device); no "
+        "new.ckpt written. Free disk space, then rerun with --resume"
+    )
+
+
+def test_a_folder_given_as_a_checkpoint_names_what_it_holds(tmp_path):
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path} is a folder holding no checkpoint (*.ckpt); give a checkpoint file"
+    )
+    for epoch in (10, 20, 30, 40):
+        (tmp_path / f"model-{epoch}.ckpt").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path} is a folder; give one of its checkpoints (model-10.ckpt, model-20.ckpt, "
+        "model-30.ckpt, model-40.ckpt)"
+    )
+    (tmp_path / "last.ckpt").write_bytes(b"")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path)
+    assert str(info.value).endswith("(last.ckpt, model-10.ckpt, model-20.ckpt, model-30.ckpt, ...)")
+
+
+def test_a_checkpoint_loads_where_it_is_asked_to(tmp_path):
+    save_checkpoint(tmp_path / "c.ckpt", {"model": {"w": torch.ones(2)}, "config": {}})
+    state = load_checkpoint(tmp_path / "c.ckpt", map_location="meta")
+    assert state["model"]["w"].device.type == "meta"
+
+
+def test_the_code_digest_is_of_each_files_name_and_bytes(monkeypatch, tmp_path):
+    import hashlib
+
+    (tmp_path / "b.py").write_bytes(b"y")
+    (tmp_path / "a.py").write_bytes(b"x")
+    (tmp_path / "c.txt").write_bytes(b"not code")
+    monkeypatch.setattr(checkpoint_module, "PACKAGE_DIR", tmp_path)
+    expected = hashlib.sha256(b"a.py\0x\0b.py\0y\0").hexdigest()
+    assert code_digest() == expected
+
+
+def test_messages_of_the_architecture_and_device_checks_in_full():
+    state = {"config": make_config("paper", version=1, resnet_size=3).to_dict()}
+    wider = make_config("paper", version=1, resnet_size=5, first_num_filters=32)
+    with pytest.raises(CheckpointError) as info:
+        check_architecture(state, wider, Path("r/c"))
+    assert str(info.value) == (
+        "r/c: checkpoint of another architecture: resnet_size 3 (checkpoint) vs 5 (run); "
+        "first_num_filters 16 (checkpoint) vs 32 (run). To go on, resume with --resnet-size 3 "
+        "--first-num-filters 16 to continue it, or train into another --out"
+    )
+    with pytest.raises(CheckpointError) as info:
+        check_architecture(state, wider, Path("r/c"), resuming=False)
+    assert str(info.value).endswith(
+        "To go on, r/config.yaml does not describe this checkpoint's network; put the run "
+        "folder's own config.yaml back, or evaluate the checkpoint with predict"
+    )
+    with pytest.raises(CheckpointError) as info:
+        check_device_type({"device_type": "cuda"}, "cpu", Path("c"))
+    assert str(info.value) == (
+        "c: written by a run on cuda, but this run is on cpu; the augmentation's random stream "
+        "differs between device types, so the run cannot continue bitwise here. Resume with "
+        "--device cuda, or start a new run in another folder"
+    )
+
+
+def test_the_option_that_sets_a_field():
+    from resnet_repro.checkpoint import option
+
+    assert option("v2_projection_bn", True) == "--v2-projection-bn"
+    assert option("v2_projection_bn", False) == "--no-v2-projection-bn"
+    assert option("resnet_size", 3) == "--resnet-size 3"
+
+
+def test_torchs_reasons_in_one_line():
+    from resnet_repro.checkpoint import _reason
+
+    class Sized:
+        def __init__(self, size):
+            self.size = size
+
+        def stat(self):
+            return type("Stat", (), {"st_size": self.size})()
+
+    full = Sized(1)
+    assert _reason(Sized(0), RuntimeError("x")) == "the file is empty"
+    unpickler = RuntimeError("Weights only load failed.\nWeightsUnpickler error: bad GLOBAL\nmore")
+    assert _reason(full, unpickler) == (
+        "it holds something other than tensors and plain values: bad GLOBAL"
+    )
+    twice = RuntimeError("WeightsUnpickler error: first\nWeightsUnpickler error: second")
+    assert _reason(full, twice).endswith("values: first")
+    advice = RuntimeError("Weights only load failed. Advice.\n\nThe reason\nmore\n\nthird")
+    assert _reason(full, advice).endswith("values: The reason")
+    assert _reason(full, RuntimeError("Weights only load failed. Advice.")).endswith(
+        "values: refused by torch"
+    )
+    assert _reason(full, OSError("first line\nsecond")) == "first line"
+    assert _reason(full, ValueError("  ")) == "ValueError"
+
+
+def test_a_length_free_schedule_lets_a_resume_change_the_length():
+    config = make_config("paper", device="cpu", schedule="multistep", epochs=10)
+    state = {"config": config.to_dict(), "data_md5": "d", "code_digest": "c", "epoch": 1}
+    longer = make_config("paper", device="cpu", schedule="multistep", epochs=20)
+    assert decide_resume(ResumePoint(Path("last.ckpt"), state), longer, "d", "c", exact=False) == (
+        Resume("continue", free=("epochs 10 -> 20",))
+    )
+    onecycle = {**state, "config": {**state["config"], "schedule": "onecycle"}}
+    point = ResumePoint(Path("last.ckpt"), onecycle)
+    assert decide_resume(point, longer, "d", "c", exact=False) == Resume(
+        "refuse", ("epochs 10 -> 20", "schedule 'onecycle' -> 'multistep'")
+    )
+    restart = decide_resume(ResumePoint(Path("last.ckpt"), state), longer, "e", "c", exact=True)
+    assert restart == Resume(
+        "restart",
+        ("data md5 d -> e",),
+        ("epochs 10 -> 20",),
+        "it was trained with another config and data",
+    )
+
+
+def test_a_resume_may_not_record_its_epochs_otherwise():
+    from resnet_repro.checkpoint import check_epochs
+
+    seed = make_config("seed", epochs=4, continue_epochs=2)
+    check_epochs(5, 4, seed, Path("r/last.ckpt"))  # unchanged
+    check_epochs(6, 4, seed, Path("r/last.ckpt"))  # the last epoch: nothing left, recorded
+    check_epochs(3, 3, make_config("seed", epochs=4, continue_epochs=2), Path("r/last.ckpt"))
+    check_epochs(3, 2, make_config("paper", epochs=4), Path("r/last.ckpt"))  # no continuation
+    with pytest.raises(ConfigError) as info:
+        check_epochs(7, 4, seed, Path("r/last.ckpt"))
+    assert str(info.value) == (
+        "r is at epoch 7: 4 epochs (and 2 continued) would train nothing and record a shorter "
+        "run; give --epochs 5 or more"
+    )
+    with pytest.raises(CheckpointError) as info:
+        check_epochs(3, 2, seed, Path("r/last.ckpt"))
+    assert str(info.value) == (
+        "r/last.ckpt: epoch 3 was trained as a continued epoch (2 training epochs, then the "
+        "continued ones); --epochs 4 would record it otherwise. Resume with --epochs 2"
+    )
+    with pytest.raises(CheckpointError) as info:
+        check_epochs(3, 4, make_config("seed", epochs=2, continue_epochs=2), Path("c"))
+    assert str(info.value).endswith(
+        "epoch 3 was trained as a training epoch (4 training epochs, then the continued ones); "
+        "--epochs 2 would record it otherwise. Resume with --epochs 4 (or 3 or more)"
+    )
+    check_epochs(4, 4, make_config("seed", epochs=5, continue_epochs=2), Path("c"))

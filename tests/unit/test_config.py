@@ -275,3 +275,93 @@ def test_every_fields_metadata_is_complete_and_well_formed():
         "limit_train_batches",
         "limit_eval_images",
     }
+
+
+def test_an_interval_includes_its_ends_as_written():
+    assert make_config("paper", bn_momentum=1.0).bn_momentum == 1.0  # [0, 1]
+    assert make_config("paper", bn_momentum=0.0).bn_momentum == 0.0
+    with pytest.raises(ConfigError, match=r"^label_smoothing must be in \[0, 1\), got 1.0$"):
+        make_config("paper", label_smoothing=1.0)
+    with pytest.raises(ConfigError, match=r"^bn_momentum must be in \[0, 1\], got 1.5$"):
+        make_config("paper", bn_momentum=1.5)
+    with pytest.raises(ConfigError, match=r"^lr must be a finite number > 0, got 0.0$"):
+        make_config("paper", lr=0.0)
+
+
+def test_each_combined_rule_in_its_own_words():
+    with pytest.raises(ConfigError) as e:
+        make_config("paper", max_iters=-1)
+    assert str(e.value) == "max_iters must be >= 0 (0: none), got -1"
+    with pytest.raises(ConfigError) as e:
+        make_config("paper", epochs=0)
+    assert str(e.value) == "epochs must be >= 1, got 0"
+    with pytest.raises(ConfigError) as e:
+        make_config("seed", nesterov=True)
+    assert str(e.value) == "nesterov is an option of the sgd optimizer; leave it off for adam"
+    graphs = {"cuda_graph": True, "compile": True, "compile_mode": "reduce-overhead"}
+    with pytest.raises(ConfigError) as e:
+        make_config("paper", **graphs)
+    assert str(e.value) == (
+        "cuda_graph and compile_mode reduce-overhead both capture CUDA graphs; keep one "
+        "(cuda_graph also captures the optimizer)"
+    )
+    for one_off in ({"cuda_graph": False}, {"compile": False}, {"compile_mode": "default"}):
+        make_config("paper", **{**graphs, **one_off})
+    with pytest.raises(ConfigError) as e:
+        make_config("paper", batch_size=200)
+    assert str(e.value).endswith(
+        "give --batch-size a multiple of 64, e.g. 192, or --bn-group-images 0"
+    )
+    assert make_config("paper", batch_size=64).batch_size == 64  # one group
+    assert make_config("paper", batch_size=40).batch_size == 40  # one group, smaller
+    with pytest.raises(ConfigError) as e:
+        make_config("paper", sync_bn=True)
+    assert str(e.value).endswith("give --bn-group-images 0 with --sync-bn, or leave out --sync-bn")
+    make_config("paper", sync_bn=True, bn_group_images=0)
+    with pytest.raises(ConfigError) as e:
+        make_config("seed", continue_epochs=1, max_iters=10)
+    assert str(e.value) == (
+        "continue_epochs 1 continues a constant learning rate; schedule 'constant' with "
+        "max_iters 10 has no rule for the extra epochs: give --continue-epochs 0"
+    )
+
+
+def test_the_config_hash_is_of_the_canonical_json():
+    import hashlib
+
+    config = make_config("seed")
+    shuffled = dict(reversed(list(config.to_dict().items())))
+    canonical = json.dumps(shuffled, sort_keys=True).encode()
+    assert config.config_hash() == hashlib.sha256(canonical).hexdigest()
+
+
+def test_split_index_alone_and_unknown_fields():
+    assert make_config("paper", split_index=100).split_index == 100
+    assert make_config("paper", split_index=100, valid_fraction=0.0).split_index == 100
+    with pytest.raises(ConfigError) as e:
+        TrainConfig.from_dict({"zz": 1, "aa": 2})
+    assert str(e.value) == "unknown config fields: aa, zz"
+    with pytest.raises(ConfigError) as e:
+        make_config("paper", split_index=100, valid_fraction=0.1)
+    assert str(e.value) == (
+        "split_index and valid_fraction both say where validation starts; give one of them"
+    )
+
+
+def test_a_params_file_is_a_mapping_with_runs(tmp_path):
+    from resnet_repro.config import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("runs:\n  r: {}\nseeds: [0]\n")
+    assert load_params(path) == {"runs": {"r": {}}, "seeds": [0]}
+    assert load_params(str(path)) == load_params(path)
+    for text in ("runs: [a]\n", "- runs\n", "seeds: [0]\n", "runs: 3\n"):
+        path.write_text(text)
+        with pytest.raises(ConfigError) as e:
+            load_params(path)
+        assert str(e.value) == f"{path}: expected a mapping with a 'runs' mapping"
+    path.write_text("runs: {\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: cannot read params: "):
+        load_params(path)
+    with pytest.raises(ConfigError, match=r"none.yaml: cannot read params: "):
+        load_params(tmp_path / "none.yaml")
