@@ -409,3 +409,178 @@ def test_a_run_record_holds_its_segments_and_wall_time(tmp_path):
         "rehearsal": False,
         "wall_seconds": 2.5,
     }
+
+
+TABLE = {
+    "source": "hand-made",
+    "recipe": "seed",
+    "split": "fake",
+    "metric": "test",
+    "checkpoint": "final",
+    "runs_per_cell": 2,
+    "cells": [
+        {
+            "run": "r",
+            "metric": "test_acc_final",
+            "statistic": "mean",
+            "runs": 2,
+            "golden": 0.6,
+            "tolerance": {"rule": "two_sided", "points": 5.0},
+        }
+    ],
+}
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """A finished study as a repository holds it (hand-made files, no network), its
+    certificate written, the current folder its top; verify's evaluator is told each
+    checkpoint's accuracy."""
+    import yaml
+
+    root = study(tmp_path)
+    (root / "results" / "runs").mkdir()
+    (root / "results" / "r").rename(root / "results" / "runs" / "r")
+    (root / "tables").mkdir()
+    (root / "tables" / "t.yaml").write_text(yaml.safe_dump(TABLE))
+    (root / "params.yaml").write_text("runs: {r: {}}\ncompare: {golden: tables/t.yaml}\n")
+    monkeypatch.chdir(root)
+    path = Path("results/certificate.json")
+    made = cert.build_certificate(
+        [Path("tables/t.yaml")], Path("runs"), Path("results/runs"), path=path
+    )
+    cert.write_certificate(made, path)
+
+    class Told(Recorded):
+        def accuracy(self, checkpoint, split):
+            seed_value = {"seed-0": 0.5, "seed-1": 0.7}[Path(checkpoint).parent.name]
+            return seed_value, 1000, "m"
+
+    monkeypatch.setattr(cert, "Evaluator", lambda device: Told("cpu", {}))
+    return root
+
+
+def run_verify(path="results/certificate.json"):
+    said = []
+    return cert.verify(Path(path), device="cpu", say=said.append), said
+
+
+def test_the_certificate_of_a_study_holds_every_field(repo):
+    made = json.loads(Path("results/certificate.json").read_text())
+    shas = {
+        f"runs/r/seed-{s}/model-2.ckpt": sha256_of(repo / f"runs/r/seed-{s}/model-2.ckpt")
+        for s in (0, 1)
+    }
+    assert made["status"] == (
+        "NOT THE OFFICIAL CIFAR-10 ARCHIVE (a CPU-scale or own-data study); DIRTY OR UNKNOWN "
+        "CODE TREE (a segment's code is not a clean commit); 1 cells: 1 pass"
+    )
+    assert (made["format"], made["root"], made["runs_dir"], made["metrics_dir"]) == (
+        2,
+        "..",
+        "runs",
+        "results/runs",
+    )
+    assert made["tables"] == {"tables/t.yaml": sha256_of(repo / "tables/t.yaml")}
+    assert made["checkpoints"] == shas
+    seed_record = {
+        "folder": "runs/r/seed-0",
+        "segments": [{"code": {}}],
+        "deterministic": False,
+        "rehearsal": False,
+        "wall_seconds": 2.5,
+    }
+    assert made["runs"] == {"r": [seed_record, {**seed_record, "folder": "runs/r/seed-1"}]}
+    assert made["cells"] == [
+        {
+            "cell": "t.yaml:r:test_acc_final",
+            "table": "tables/t.yaml",
+            "run": "r",
+            "metric": "test_acc_final",
+            "statistic": "mean",
+            "golden": 0.6,
+            "rule": "two_sided",
+            "points": 5.0,
+            "rule_in_words": "within 5 points of golden",
+            "derivation": "within 5 points of golden",
+            "runs_needed": 2,
+            "metrics": "results/runs/r/metrics.json",
+            "seeds": {
+                s: {
+                    "value": v,
+                    "checkpoint": f"runs/r/seed-{s}/model-2.ckpt",
+                    "sha256": shas[f"runs/r/seed-{s}/model-2.ckpt"],
+                    "split": "test",
+                    "device_type": "cpu",
+                    "data_md5": "m",
+                }
+                for s, v in (("0", 0.5), ("1", 0.7))
+            },
+            "value": 0.6,
+            "spread": pytest.approx(0.141421, abs=1e-6),
+            "metric_known": True,
+            "verdict": "pass",
+        }
+    ]
+    assert made["environment"]["digest"] == cert.environment_digest(made["environment"])
+
+
+def test_verify_holds_an_untouched_study_from_anywhere(repo, monkeypatch):
+    failures, said = run_verify()
+    assert failures == []
+    assert said == [
+        "ok   t.yaml:r:test_acc_final: mean 0.6 over 2 seed(s), re-evaluated; verdict pass "
+        "re-derived"
+    ]
+    monkeypatch.chdir(repo / "runs")
+    assert run_verify(repo / "results/certificate.json")[0] == []
+
+
+def test_verify_names_each_cell_and_field_that_does_not_hold(repo):
+    metrics = Path("results/runs/r/metrics.json")
+    edited = json.loads(metrics.read_text())
+    edited["seeds"]["1"]["test_acc_final"] = 0.69
+    metrics.write_text(json.dumps(edited))
+    failures, said = run_verify()
+    assert failures == ["t.yaml:r:test_acc_final"]
+    assert said[0].startswith("FAIL t.yaml:r:test_acc_final: cell.seeds.1.value: the certificate ")
+    assert (
+        "seed 1: runs/r/seed-1/model-2.ckpt gives 0.700000 on test, metrics.json 0.690000"
+        in (said[0])
+    )
+
+
+def test_verify_refuses_a_changed_checkpoint_and_another_table(repo):
+    Path("runs/r/seed-0/model-2.ckpt").write_bytes(b"changed")
+    Path("params.yaml").write_text("runs: {r: {}}\ncompare: {golden: tables/other.yaml}\n")
+    failures, said = run_verify()
+    assert failures == ["certificate", "t.yaml:r:test_acc_final"]
+    assert said[0].startswith(
+        "FAIL certificate: checkpoints.runs/r/seed-0/model-2.ckpt: the certificate says "
+    )
+    assert said[0].endswith(
+        f'the files give "{sha256_of(repo / "runs/r/seed-0/model-2.ckpt")}"; tables: '
+        "params.yaml compares ['tables/other.yaml'], the certificate lists ['tables/t.yaml']"
+    )
+    assert said[1].startswith("FAIL t.yaml:r:test_acc_final: cell.seeds.0.sha256: ")
+
+
+def test_verify_refuses_what_cannot_be_re_derived(repo):
+    Path("tables/t.yaml").write_text("cells: 3\n")
+    with pytest.raises(cert.CertificateError) as e:
+        run_verify()
+    assert str(e.value).startswith(
+        f"{repo / 'results/certificate.json'}: cannot be re-derived from its files: "
+    )
+    made = json.loads(Path("results/certificate.json").read_text())
+    Path("results/certificate.json").write_text(json.dumps({**made, "root": "../nowhere"}))
+    with pytest.raises(cert.CertificateError) as e:
+        run_verify()
+    assert str(e.value) == (
+        f"{repo / 'results/certificate.json'}: its repository {repo / 'nowhere'} is not there"
+    )
+
+
+def test_without_params_the_tables_are_the_certificates(repo):
+    Path("params.yaml").unlink()
+    assert run_verify()[0] == []
