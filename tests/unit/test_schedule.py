@@ -63,3 +63,36 @@ def test_total_steps_is_epochs_capped_by_max_iters():
 def test_multistep_without_warm_up_and_lr_decay():
     c = make_config("paper", resnet_size=3, milestones=[10, 20], lr_decay=0.5)
     assert [lr_factor(c, s, 100) for s in (0, 9, 10, 19, 20, 99)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_the_lr_of_a_step_is_the_base_lr_times_its_factor():
+    from resnet_repro.schedule import get_lr
+
+    config = make_config("paper", lr=0.2, milestones=[3], lr_decay=0.5, warmup_iters=0)
+    assert [get_lr(config, s, 10) for s in (0, 2, 3)] == [0.2, 0.2, 0.1]
+
+
+def test_one_cycle_peaks_at_the_end_of_its_ramp():
+    from resnet_repro.schedule import lr_factor
+
+    config = make_config("paper", schedule="onecycle")
+    assert lr_factor(config, 20, 100) == 1.0  # progress 0.2: the top, falling from here
+    assert lr_factor(config, 0, 100) == pytest.approx(0.1)
+    assert lr_factor(config, 1, 1) == 0.0
+    assert lr_factor(config, 0, 0) == pytest.approx(0.1)  # no steps: progress 0
+
+
+def test_a_rehearsal_caps_each_epoch_and_the_continuation_counts_its_images():
+    from resnet_repro.schedule import epoch_steps, total_steps
+
+    config = make_config("seed", batch_size=10, epochs=2, continue_epochs=1)
+    assert epoch_steps(config, 100) == 10 and epoch_steps(config, 100, 2) == 10
+    capped = make_config("seed", batch_size=10, limit_train_batches=3)
+    assert epoch_steps(capped, 100) == 3 and epoch_steps(capped, 20) == 2
+    assert total_steps(config, 100) == 20  # no continuation images given: none
+    assert total_steps(config, 100, n_continue=120) == 32
+    odd = make_config("seed", batch_size=10, epochs=1, continue_epochs=1, drop_last=False)
+    # 3 images over 2 ranks leave one a batch of one: dropped; on one rank they are a step.
+    assert total_steps(odd, 100, 2, n_continue=103) == 20
+    assert total_steps(odd, 100, n_continue=103) == 21
+    assert epoch_steps(odd, 103) == 11 and epoch_steps(odd, 103, 2) == 10
