@@ -102,9 +102,10 @@ def certificate(**fields):
 
 
 def test_the_certificates_first_line_is_its_status_and_it_reads_back(tmp_path):
-    written = cert.write_certificate(certificate(), tmp_path / "deep" / "c.json")
-    first = written.read_text().splitlines()[0]
-    assert first == '{"status": "CERTIFICATE: 0 cells: ",'
+    written = cert.write_certificate(certificate(), tmp_path / "deep" / "er" / "c.json")
+    lines = written.read_text().splitlines()
+    assert lines[:3] == ['{"status": "CERTIFICATE: 0 cells: ",', '  "format": 2,', '  "root": ".",']
+    assert written.read_text().count('"status"') == 1 and lines[-1] == "}"
     assert cert.read_certificate(written) == certificate()
 
 
@@ -456,7 +457,7 @@ def repo(tmp_path, monkeypatch):
             seed_value = {"seed-0": 0.5, "seed-1": 0.7}[Path(checkpoint).parent.name]
             return seed_value, 1000, "m"
 
-    monkeypatch.setattr(cert, "Evaluator", lambda device: Told("cpu", {}))
+    monkeypatch.setattr(cert, "Evaluator", lambda device: Told(device.type, {}))
     return root
 
 
@@ -584,3 +585,163 @@ def test_verify_refuses_what_cannot_be_re_derived(repo):
 def test_without_params_the_tables_are_the_certificates(repo):
     Path("params.yaml").unlink()
     assert run_verify()[0] == []
+
+
+def test_the_environment_names_this_python_and_each_package_once():
+    import hashlib
+    import platform
+
+    env = cert.environment()
+    assert env["python"] == platform.python_version()
+    assert "torch" in env["packages"] and all(name == name.lower() for name in env["packages"])
+    text = "python 3.11.7\nplatform Linux\ntorch==2.13.0\nnumpy==2.0"
+    assert cert.environment_digest(ENV) == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_a_short_value_is_at_most_80_characters():
+    assert cert.short("x" * 79) == '"' + "x" * 76 + "..."  # 81 as JSON
+    assert len(cert.short(list(range(100)))) == 80
+
+
+def test_an_unreadable_environment_never_holds(tmp_path):
+    fresh = certificate()
+    broken = {**fresh["environment"], "packages": None, "digest": ""}
+    assert cert.differences({**fresh, "environment": broken}, fresh) == [
+        "environment: its digest is not that of its Python, platform and packages"
+    ]
+    two = certificate(tables={"a.yaml": "0", "b.yaml": "1"})
+    assert cert.disagreements({**two, "cells": [{"cell": "z"}]}, two)["z"] == [
+        "no such cell in the golden tables a.yaml, b.yaml"
+    ]
+
+
+def test_a_segment_without_a_code_record_is_an_unknown_tree():
+    unknown = {"r": [{"rehearsal": False, "segments": [{}]}]}
+    assert cert.first_line([record()], unknown).startswith("DIRTY OR UNKNOWN CODE TREE")
+
+
+def test_every_seeds_problems_are_named_not_only_the_first():
+    given = {("model-2.ckpt", "test"): 0.6, ("model-2.ckpt", "valid"): 0.6}
+    ev = Recorded("cpu", {**given, ("model-1.ckpt", "valid"): 0.7})
+    path = Path("none.json")
+    seeds = {"0": {"value": None}, "1": seed(), "2": {"value": 0.5}, "3": seed()}
+    problems = ev.check(cell(path, seeds, value=None))
+    assert [p.split(":")[0] for p in problems] == ["seed 1", "seed 2", "seed 3"]
+    # The checkpoint's accuracy and the choice it was made by, both named.
+    chosen = seed(candidates={"1": 0.7, "2": 0.5}, value=0.5)
+    assert ev.check_seed("0", chosen) == [
+        "seed 0: runs/r/model-2.ckpt gives 0.600000 on test, metrics.json 0.500000 (100 images "
+        "apart, 0 allowed)",
+        "seed 0: candidate runs/r/model-2.ckpt gives 0.600000 on valid, metrics.json 0.500000",
+        "seed 0: the chosen checkpoint is model-2.ckpt, its candidates choose model-1.ckpt",
+    ]
+
+
+def test_each_checkpoint_and_data_set_is_evaluated_once(monkeypatch, tmp_path):
+    from resnet_repro import evaluate
+
+    folder = run_folder(tmp_path / "r")
+    loads, evaluations = [], []
+
+    def load_eval_data(run, data, device, splits):
+        loads.append((run, data, device, splits))
+        return {splits[0]: ("x", [0] * 250)}, "md5"
+
+    def loss_and_accuracy(path, x, y, *, expected):
+        evaluations.append((path.name, x, len(y), expected.epochs))
+        return 0.1, 0.8
+
+    monkeypatch.setattr(evaluate, "load_eval_data", load_eval_data)
+    monkeypatch.setattr(evaluate, "loss_and_accuracy", loss_and_accuracy)
+    ev = cert.Evaluator("dev")
+    assert ev.accuracy(folder / "model-1.ckpt", "test") == (0.8, 250, "md5")
+    assert ev.accuracy(folder / "model-1.ckpt", "test") == (0.8, 250, "md5")
+    assert ev.accuracy(folder / "model-2.ckpt", "test") == (0.8, 250, "md5")
+    ev.accuracy(folder / "model-2.ckpt", "valid")
+    assert loads == [(folder, None, "dev", ("test",)), (folder, None, "dev", ("valid",))]
+    assert evaluations == [
+        ("model-1.ckpt", "x", 250, 2),
+        ("model-2.ckpt", "x", 250, 2),
+        ("model-2.ckpt", "x", 250, 2),
+    ]
+
+
+def test_cell_records_of_one_seed_a_missing_checkpoint_a_choice_and_a_median(tmp_path):
+    root = study(tmp_path, seeds=("0", "1", "2"), values=(0.5, 0.9, 0.6))
+    metrics_path = root / "results" / "r" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    for s in ("0", "1", "2"):
+        metrics["seeds"][s]["chosen_epoch"] = 2
+    metrics["seeds"]["1"] |= {"test_acc_chosen": 0.8, "valid_acc": {"2": 0.7}}
+    metrics["seeds"]["2"]["test_acc_continued"] = None
+    metrics["seeds"]["3"] = {"test_acc_final": 0.4, "final_epoch": 2}  # no folder holds it
+    metrics_path.write_text(json.dumps(metrics))
+    (root / "runs/r/seed-0/model-2.ckpt").unlink()
+
+    def record_of(metric, statistic="single", runs=1):
+        the_cell = Cell(
+            "t.yaml", "r", metric, 0.6, "two_sided", 50.0, statistic=statistic, runs=runs
+        )
+        return cert.cell_record(the_cell, Path("t.yaml"), root / "runs", root / "results", {})
+
+    median = record_of("test_acc_final", "median", 4)
+    assert median["value"] == pytest.approx(0.55) and median["verdict"] == "pass"
+    assert median["seeds"]["0"]["sha256"] is None  # its checkpoint is gone
+    assert median["seeds"]["3"] == {"value": 0.4}
+    assert record_of("test_acc_final", "mean", 4)["value"] == pytest.approx(0.6)
+    chosen = record_of("test_acc_chosen")["seeds"]["1"]
+    assert chosen["candidates"] == {"2": 0.7} and chosen["checkpoint"].endswith("model-2.ckpt")
+    assert "candidates" not in median["seeds"]["1"]
+    continued = record_of("test_acc_continued")
+    assert continued["seeds"]["2"] == {"value": None}
+    assert (continued["metric_known"], continued["verdict"]) == (False, "unknown metric")
+    one = study(tmp_path / "one", seeds=("0",), values=(0.5,))
+    top = json.loads((one / "results/r/metrics.json").read_text())["seeds"]["0"]
+    (one / "results/r/metrics.json").write_text(json.dumps(top))
+    (one / "runs/r/seed-0").rename(one / "runs/r/only")
+    for name in ("config.yaml", "model-2.ckpt", "provenance.json", "history.jsonl"):
+        (one / "runs/r/only" / name).rename(one / "runs/r" / name)
+    the_cell = Cell("t.yaml", "r", "test_acc_final", 0.5, "two_sided", 1.0)
+    single = cert.cell_record(the_cell, Path("t.yaml"), one / "runs", one / "results", {})
+    assert single["seeds"][""]["checkpoint"] == str(one / "runs/r/model-2.ckpt")
+    assert (single["value"], single["spread"], single["verdict"]) == (0.5, None, "pass")
+
+
+def test_a_certificate_of_two_tables_holds_both(repo):
+    import yaml
+
+    other = {**TABLE, "cells": [{**TABLE["cells"][0], "golden": 0.61}]}
+    Path("tables/u.yaml").write_text(yaml.safe_dump(other))
+    tables = [Path("tables/t.yaml"), Path("tables/u.yaml")]
+    made = cert.build_certificate(tables, Path("runs"), Path("results/runs"), path=Path("c.json"))
+    assert [c["cell"] for c in made["cells"]] == [
+        "t.yaml:r:test_acc_final",
+        "u.yaml:r:test_acc_final",
+    ]
+
+
+def test_verify_evaluates_on_the_device_asked_for(repo, monkeypatch):
+    devices = []
+
+    class Seen(Recorded):
+        def __init__(self, device):
+            devices.append(device)
+            super().__init__(device.type, {})
+
+        def check(self, cell):
+            return []
+
+    monkeypatch.setattr(cert, "Evaluator", Seen)
+    assert cert.verify(Path("results/certificate.json"), say=lambda line: None) == []
+    from resnet_repro.runtime import resolve_device
+
+    assert devices == [resolve_device("auto")]
+
+
+def test_a_study_whose_params_name_no_tables_is_told_so(repo):
+    Path("params.yaml").write_text("runs: {r: {}}\n")
+    failures, said = run_verify()
+    assert failures == ["certificate"]
+    assert said[0] == (
+        "FAIL certificate: tables: params.yaml compares [], the certificate lists ['tables/t.yaml']"
+    )
