@@ -38,7 +38,9 @@ ROLES = (
 )
 
 
-def _setting(
+# Both run at import time, before mutation testing can switch a mutant on, so they are not
+# mutated; test_config.py's metadata test pins every field they build.
+def _setting(  # pragma: no mutate block
     default: Any,
     help: str,
     *,
@@ -66,7 +68,7 @@ def _setting(
     return field(default=default, metadata=meta)
 
 
-def _recipe_setting(name: str, help: str, **options: Any) -> Any:
+def _recipe_setting(name: str, help: str, **options: Any) -> Any:  # pragma: no mutate block
     """A field every recipe sets; its default is the default recipe's value."""
     return _setting(RECIPES[DEFAULT_RECIPE][name], help, recipe=True, **options)
 

@@ -1,5 +1,7 @@
 """Unit tests of resnet_repro.image_utils: known crops, errors, devices, no global RNG."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -195,3 +197,31 @@ def test_constant_float_channel_is_zero_despite_rounding():
     images[0, 0, 0, 0] = 0.9  # channel 0 varies, channels 1 and 2 are constant 0.1
     out = standardize(images)
     assert out[0, 1:].abs().max() == 0 and out[0, 0].abs().max() > 1
+
+
+def test_a_constant_float_channel_with_a_rounded_mean_is_zeros_beside_a_varying_one():
+    images = torch.full((1, 3, 32, 32), 0.1, dtype=torch.float64)
+    images[0, 0] = torch.linspace(0, 1, 1024, dtype=torch.float64).view(32, 32)
+    out = standardize(images)
+    assert out.dtype == torch.float32
+    assert torch.equal(out[0, 1:], torch.zeros(2, 32, 32))
+    assert out[0, 0].std(unbiased=False).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_tiny_float_channels_keep_their_spread():
+    images = torch.zeros(1, 3, 32, 32, dtype=torch.float32)
+    images[0, :, 0, 0] = 1e-30  # its square underflows in float32
+    out = standardize(images)
+    assert out[0, :, 0, 0].tolist() == pytest.approx([math.sqrt(1023)] * 3, rel=1e-5)
+
+
+def test_fitted_normalizations_keep_their_kind_and_float32_mean():
+    rows = np.arange(2 * 3072, dtype=np.int64).reshape(2, 3072) % 256
+    rows = rows.astype(np.uint8)
+    per_image = Normalization.fit("per_image", rows)
+    assert per_image == Normalization("per_image", None)
+    pixel = Normalization.fit("pixel_mean", rows)
+    assert pixel.kind == "pixel_mean" and pixel.pixel_mean.dtype == torch.float32
+    with pytest.raises(ValueError) as e:
+        Normalization.fit("pixel_mean", rows[:0])
+    assert str(e.value) == "pixel_mean normalization needs at least one training image"

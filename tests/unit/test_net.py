@@ -394,3 +394,27 @@ def test_defaults_and_boundaries_of_the_constructors():
 def test_bn_helpers_default_to_plain_batch_norm():
     assert type(batch_norm(4, momentum=0.1)) is nn.BatchNorm2d
     assert type(BatchNormReLU(4).bn) is nn.BatchNorm2d
+
+
+def test_pytorchs_init_draws_from_the_runs_generator_too():
+    a = ResNet(1, 1, init="pytorch", generator=torch.Generator().manual_seed(3))
+    b = ResNet(1, 1, init="pytorch", generator=torch.Generator().manual_seed(4))
+    again = ResNet(1, 1, init="pytorch", generator=torch.Generator().manual_seed(3))
+    assert not torch.equal(a.start_layer.weight, b.start_layer.weight)
+    assert not torch.equal(a.output_layer.fc.bias, b.output_layer.fc.bias)
+    assert torch.equal(a.output_layer.fc.bias, again.output_layer.fc.bias)
+    assert (
+        a.output_layer.fc.bias.min() < 0 < a.output_layer.fc.bias.max()
+    )  # drawn from [-bound, bound]
+
+
+def test_reset_parameters_defaults_to_he_and_names_a_bad_init():
+    net = ResNet(1, 1, init="pytorch")
+    net.reset_parameters(generator=torch.Generator().manual_seed(0))
+    assert torch.equal(net.output_layer.fc.bias, torch.zeros(10))  # He et al.'s zero fc bias
+    with pytest.raises(ValueError) as e:
+        ResNet(1, 1, init="xavier")
+    assert str(e.value) == "ResNet: init must be he or pytorch, got 'xavier'"
+    with pytest.raises(ValueError) as e:
+        ResNet(1, 1, first_num_filters=0)
+    assert str(e.value) == "ResNet: first_num_filters must be an integer >= 1, got 0"
