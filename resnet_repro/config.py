@@ -40,7 +40,8 @@ ROLES = (
 
 # Both run at import time, before mutation testing can switch a mutant on, so they are not
 # mutated; test_config.py's metadata test pins every field they build.
-def _setting(  # pragma: no mutate block
+# pragma: no mutate start
+def _setting(
     default: Any,
     help: str,
     *,
@@ -68,9 +69,12 @@ def _setting(  # pragma: no mutate block
     return field(default=default, metadata=meta)
 
 
-def _recipe_setting(name: str, help: str, **options: Any) -> Any:  # pragma: no mutate block
+def _recipe_setting(name: str, help: str, **options: Any) -> Any:
     """A field every recipe sets; its default is the default recipe's value."""
     return _setting(RECIPES[DEFAULT_RECIPE][name], help, recipe=True, **options)
+
+
+# pragma: no mutate end
 
 
 def bounds_text(bounds: str) -> str:
