@@ -123,9 +123,10 @@ def planted(session: nox.Session) -> None:
 
 @nox.session
 def mutants(session: nox.Session) -> None:
-    """Mutation testing (mutmut) of net.py, image_utils.py, config.py, golden.py, schedule.py
-    and checkpoint.py against their fast tests ([tool.mutmut] in pyproject.toml); the
-    survivors are listed in tests/mutants.md with a test or the reason they are equivalent."""
+    """Mutation testing (mutmut) of the modules that decide, record or certify a verdict or a
+    run's identity ([tool.mutmut] in pyproject.toml), each against its fast tests; prints each
+    module's score (.ci/mutant_scores.py) and fails below 95% killed. The survivors are listed
+    in tests/mutants.md with the reason each is equivalent."""
     install(session, "test,pipeline,mutants")
     session.env.setdefault("HYPOTHESIS_PROFILE", "ci")
     # mutmut forks a test process per mutant; torch's thread pools do not survive a fork
@@ -133,6 +134,7 @@ def mutants(session: nox.Session) -> None:
     session.env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     session.run("mutmut", "run", "--max-children", "2")
     session.run("mutmut", "results")
+    session.run("python", ".ci/mutant_scores.py")
 
 
 @nox.session(venv_backend="none")

@@ -75,8 +75,7 @@ def crop_flip_unchecked(images: Tensor, offsets: Tensor, flips: Tensor) -> Tenso
     n = images.shape[0]
     offsets = offsets.to(device=images.device, dtype=torch.long)
     flips = flips.to(images.device)
-    padded = images.new_zeros(n, 3, SIZE + 2 * PAD, SIZE + 2 * PAD)
-    padded[:, :, PAD : PAD + SIZE, PAD : PAD + SIZE] = images
+    padded = torch.nn.functional.pad(images, (PAD, PAD, PAD, PAD))
     # A view of every 32x32 window: [N, 3, 9, 9, 32, 32]. Indexing it with per-image offsets
     # copies each image's window once; the index tensors hold one entry per image.
     windows = padded.unfold(2, SIZE, 1).unfold(3, SIZE, 1)
@@ -100,9 +99,7 @@ def augment_batch(images: Tensor, generator: torch.Generator) -> Tensor:
 def draw_crop_flip(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """The random parameters ``augment_batch`` draws for ``n`` images, on the generator's
     device: offsets ``[n, 2]`` in 0..8 first, then flips ``[n]``."""
-    offsets = torch.randint(
-        0, NUM_OFFSETS, (n, 2), generator=generator, device=generator.device, dtype=torch.long
-    )
+    offsets = torch.randint(NUM_OFFSETS, (n, 2), generator=generator, device=generator.device)
     flips = torch.rand(n, generator=generator, device=generator.device) < 0.5
     return offsets, flips
 
@@ -151,7 +148,7 @@ class Normalization:
             return cls(kind)
         if len(train_rows) == 0:
             raise ValueError("pixel_mean normalization needs at least one training image")
-        mean = np.mean(train_rows, axis=0, dtype=np.float64) / 255.0
+        mean = np.mean(train_rows, axis=0) / 255.0  # float64, as numpy's mean of integers
         return cls(kind, torch.from_numpy(mean.astype(np.float32)).view(3, SIZE, SIZE))
 
     def to(self, device: torch.device) -> Normalization:

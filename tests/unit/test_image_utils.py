@@ -225,3 +225,12 @@ def test_fitted_normalizations_keep_their_kind_and_float32_mean():
     with pytest.raises(ValueError) as e:
         Normalization.fit("pixel_mean", rows[:0])
     assert str(e.value) == "pixel_mean normalization needs at least one training image"
+
+
+def test_offsets_of_any_integer_type_crop_the_same_windows():
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    offsets = torch.tensor([[0, 8], [8, 0], [3, 4], [1, 1]])
+    flips = torch.tensor([True, False, True, False])
+    expected = crop_flip(images, offsets, flips)
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        assert torch.equal(crop_flip(images, offsets.to(dtype), flips), expected)
