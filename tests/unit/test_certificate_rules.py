@@ -695,6 +695,11 @@ def test_cell_records_of_one_seed_a_missing_checkpoint_a_choice_and_a_median(tmp
     continued = record_of("test_acc_continued")
     assert continued["seeds"]["2"] == {"value": None}
     assert (continued["metric_known"], continued["verdict"]) == (False, "unknown metric")
+    for s in ("0", "1", "3"):  # every seed names it: a run without continued epochs
+        metrics["seeds"][s]["test_acc_continued"] = None
+    metrics_path.write_text(json.dumps(metrics))
+    continued = record_of("test_acc_continued")
+    assert (continued["metric_known"], continued["verdict"]) == (True, "missing")
     one = study(tmp_path / "one", seeds=("0",), values=(0.5,))
     top = json.loads((one / "results/r/metrics.json").read_text())["seeds"]["0"]
     (one / "results/r/metrics.json").write_text(json.dumps(top))

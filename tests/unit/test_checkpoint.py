@@ -324,6 +324,8 @@ def test_torchs_reasons_in_one_line():
     assert _reason(full, twice).endswith("values: first")
     advice = RuntimeError("Weights only load failed. Advice.\n\nThe reason\nmore\n\nthird")
     assert _reason(full, advice).endswith("values: The reason")
+    two = RuntimeError("Weights only load failed. Advice.\n\nThe reason")
+    assert _reason(full, two).endswith("values: The reason")
     assert _reason(full, RuntimeError("Weights only load failed. Advice.")).endswith(
         "values: refused by torch"
     )
@@ -379,3 +381,7 @@ def test_a_resume_may_not_record_its_epochs_otherwise():
         "--epochs 2 would record it otherwise. Resume with --epochs 4 (or 3 or more)"
     )
     check_epochs(4, 4, make_config("seed", epochs=5, continue_epochs=2), Path("c"))
+    check_epochs(4, 5, make_config("seed", epochs=4, continue_epochs=2), Path("c"))
+    with pytest.raises(CheckpointError) as info:
+        check_epochs(4, 4, make_config("seed", epochs=3, continue_epochs=2), Path("c"))
+    assert "epoch 4 was trained as a training epoch" in str(info.value)

@@ -403,6 +403,7 @@ def test_pytorchs_init_draws_from_the_runs_generator_too():
     assert not torch.equal(a.start_layer.weight, b.start_layer.weight)
     assert not torch.equal(a.output_layer.fc.bias, b.output_layer.fc.bias)
     assert torch.equal(a.output_layer.fc.bias, again.output_layer.fc.bias)
+    assert torch.equal(a.start_layer.weight, again.start_layer.weight)
     assert (
         a.output_layer.fc.bias.min() < 0 < a.output_layer.fc.bias.max()
     )  # drawn from [-bound, bound]

@@ -70,6 +70,8 @@ def test_the_lr_of_a_step_is_the_base_lr_times_its_factor():
 
     config = make_config("paper", lr=0.2, milestones=[3], lr_decay=0.5, warmup_iters=0)
     assert [get_lr(config, s, 10) for s in (0, 2, 3)] == [0.2, 0.2, 0.1]
+    cosine = make_config("paper", lr=0.2, schedule="cosine")
+    assert get_lr(cosine, 5, 10) == pytest.approx(0.1)
 
 
 def test_one_cycle_peaks_at_the_end_of_its_ramp():
