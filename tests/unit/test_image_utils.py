@@ -129,6 +129,16 @@ def test_cuda_matches_cpu_for_same_parameters():
     cpu = standardize(crop_flip(images, offsets, flips))
     cuda = standardize(crop_flip(images.cuda(), offsets.cuda(), flips.cuda()))
     torch.testing.assert_close(cuda.cpu(), cpu)
+    # Parameters drawn on the CPU crop a batch on the GPU: they follow the images there.
+    moved = crop_flip(images.cuda(), offsets, flips)
+    assert moved.device.type == "cuda" and torch.equal(
+        moved.cpu(), crop_flip(images, offsets, flips)
+    )
+    gpu = torch.Generator(device="cuda").manual_seed(1)
+    drawn = draw_crop_flip(16, gpu)
+    assert drawn[0].device.type == drawn[1].device.type == "cuda"
+    mean = Normalization("pixel_mean", torch.zeros(3, 32, 32)).to(torch.device("cuda"))
+    assert mean.pixel_mean.device.type == "cuda"
 
 
 def test_parse_record_augments_in_training_with_the_given_generator():
