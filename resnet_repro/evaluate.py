@@ -179,15 +179,9 @@ def loss_and_accuracy(
     """(loss, accuracy) of the checkpoint at ``path`` on uint8 images ``x``; ``expected`` as
     in ``model_from_checkpoint``."""
     restored = model_from_checkpoint(path, x.device, expected=expected)
-    config = restored.config
+    c, normalize = restored.config, restored.normalize
     return evaluate_model(
-        restored.model,
-        x,
-        y,
-        restored.normalize,
-        batch_size=config.eval_batch_size,
-        precision=config.precision,
-        channels_last=config.channels_last,
+        restored.model, x, y, normalize, c.eval_batch_size, c.precision, c.channels_last
     )
 
 

@@ -236,12 +236,12 @@ class Trainer:
             self._say(f"Resuming {out} from epoch {self.epoch} (step {self.global_step}).")
         self.folder.begin(history, self.config, segment(self, changes))
         self._say("### Training... ###")
+        state = functools.partial(training_state, self)  # called only where a checkpoint is due
         while not self._finished():
             record = self._next_epoch()
             if record is None:  # a process that writes nothing
                 continue
             history.append(record)
-            state = functools.partial(training_state, self)
             if self.folder.save_epoch(record, state, final=self._finished()):
                 self._say("Checkpoint has been created.")
         return history
