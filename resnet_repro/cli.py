@@ -319,6 +319,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_fetch(args: argparse.Namespace) -> int:
     from resnet_repro.cifar import OFFICIAL_MD5, OFFICIAL_URL
     from resnet_repro.data import check_batches
+    from resnet_repro.download import Download
     from resnet_repro.fetch import fetch_cifar10
 
     is_url = args.source is None or "://" in args.source
@@ -332,7 +333,7 @@ def run_fetch(args: argparse.Namespace) -> int:
             url=url or OFFICIAL_URL,
             md5=args.md5 or OFFICIAL_MD5,
             archive=archive,
-            progress=sys.stderr.isatty(),
+            download=Download(progress=sys.stderr.isatty()),
             check=functools.partial(check_batches, name=str(archive or url)),
         )
     for warning in caught:

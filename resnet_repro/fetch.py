@@ -1,5 +1,6 @@
-"""Getting CIFAR-10 onto disk: a resumable, retried download (or a local copy), an md5 check,
-and safe extraction. Also the safe reading of a CIFAR tar that loading (``data.py``) shares.
+"""Which archive the data on disk came from: a downloaded (``download.py``) or copied archive
+checked against its md5, extracted safely, and recorded with each member's md5. Also the safe
+reading of a CIFAR tar that loading (``data.py``) shares.
 
 Guarantees:
 
@@ -14,27 +15,21 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import gzip
 import hashlib
-import http.client
 import json
 import logging
 import os
 import shutil
 import tarfile
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.error import HTTPError, URLError
-
-from tqdm import tqdm
 
 from resnet_repro.atomic import write_bytes_atomic
 from resnet_repro.cifar import (
@@ -48,6 +43,7 @@ from resnet_repro.cifar import (
     DataError,
     md5_of,
 )
+from resnet_repro.download import Download
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +56,7 @@ def fetch_cifar10(
     url: str = OFFICIAL_URL,
     md5: str = OFFICIAL_MD5,
     archive: str | os.PathLike | None = None,
-    progress: bool = True,
-    retries: int = 4,
-    backoff: float = 1.0,
-    timeout: float = 60.0,
+    download: Download = Download(),
     check: Callable[[Path], None] | None = None,
 ) -> Path:
     """Put a verified, extracted CIFAR-10 under ``dest`` and return ``dest/cifar-10-batches-py``.
@@ -89,7 +82,7 @@ def fetch_cifar10(
             stacklevel=2,
         )
     with _fetch_lock(dest):
-        return _fetch(dest, url, md5, archive, progress, retries, backoff, timeout, check)
+        return _fetch(dest, url, md5, archive, download, check)
 
 
 @contextlib.contextmanager
@@ -114,10 +107,7 @@ def _fetch(
     url: str,
     md5: str,
     archive: str | os.PathLike | None,
-    progress: bool,
-    retries: int,
-    backoff: float,
-    timeout: float,
+    download: Download,
     check: Callable[[Path], None] | None,
 ) -> Path:
     batches = dest / BATCH_DIR
@@ -135,9 +125,7 @@ def _fetch(
         if archive is not None:
             _copy(Path(archive), part)
         else:
-            _download(
-                url, part, progress=progress, retries=retries, backoff=backoff, timeout=timeout
-            )
+            download(url, part)
         got = md5_of(part)
         if got != md5:
             part.unlink()
@@ -159,65 +147,6 @@ def _copy(src: Path, part: Path) -> None:
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-
-
-def _download(
-    url: str, part: Path, *, progress: bool, retries: int, backoff: float, timeout: float
-) -> None:
-    """Download ``url`` into ``part``, resuming what a previous attempt left there."""
-    error: Exception | None = None
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        have = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        try:
-            with urllib.request.urlopen(
-                urllib.request.Request(url, headers=headers), timeout=timeout
-            ) as resp:
-                if have and resp.status != 206:
-                    have = 0  # the server ignored the Range header: start over
-                length = resp.headers.get("Content-Length")
-                total = have + int(length) if length is not None else None
-                with (
-                    open(part, "ab" if have else "wb") as f,
-                    tqdm(
-                        total=total,
-                        initial=have,
-                        unit="B",
-                        unit_scale=True,
-                        disable=not progress,
-                        desc=part.name.removesuffix(".part"),
-                    ) as bar,
-                ):
-                    while chunk := resp.read(CHUNK):
-                        f.write(chunk)
-                        bar.update(len(chunk))
-            if total is not None and part.stat().st_size != total:
-                raise http.client.IncompleteRead(b"", total - part.stat().st_size)
-            return
-        except HTTPError as e:
-            if e.code == 416:  # the part file is not a prefix of the resource: start over
-                part.unlink(missing_ok=True)
-                error = e
-                continue
-            if 400 <= e.code < 500 and e.code not in (408, 429):
-                raise DataError(f"{url}: download failed: HTTP {e.code} {e.reason}") from e
-            error = e
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DataError(f"{part}: disk full while downloading {url}") from e
-            error = e
-        except (http.client.HTTPException, URLError) as e:
-            error = e
-        log.warning(
-            "download of %s interrupted (%s); attempt %d of %d",
-            url,
-            error,
-            attempt + 1,
-            retries + 1,
-        )
-    raise DataError(f"{url}: download failed after {retries + 1} attempts: {error}")
 
 
 def check_member(member: tarfile.TarInfo, archive: Path) -> str | None:

@@ -13,6 +13,7 @@ import pytest
 from resnet_repro.archive_writer import fake_batches, write_fake_cifar10, write_tar_gz
 from resnet_repro.cifar import BATCH_DIR, DataError, md5_of
 from resnet_repro.cli import main
+from resnet_repro.download import Download
 from resnet_repro.fetch import fetch_cifar10
 
 
@@ -60,9 +61,8 @@ def server(fake_archive):
     s.httpd.shutdown()
 
 
-def fetch(dest, **kwargs):
-    kwargs.setdefault("progress", False)
-    kwargs.setdefault("backoff", 0.01)
+def fetch(dest, retries=4, **kwargs):
+    kwargs.setdefault("download", Download(progress=False, retries=retries, backoff=0.01))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fetch_cifar10(dest, **kwargs)
@@ -123,12 +123,17 @@ def test_local_archive_and_file_url(fake_archive, tmp_path):
 
 def test_non_official_md5_warns(fake_archive, tmp_path):
     with pytest.warns(UserWarning, match="not the official archive"):
-        fetch_cifar10(tmp_path, archive=fake_archive, md5=md5_of(fake_archive), progress=False)
+        fetch_cifar10(
+            tmp_path,
+            archive=fake_archive,
+            md5=md5_of(fake_archive),
+            download=Download(progress=False),
+        )
 
 
 def test_official_md5_is_the_default_and_refuses_other_archives(fake_archive, tmp_path):
     with pytest.raises(DataError, match="expected c58f30108f718f92721af3b95e74349a"):
-        fetch_cifar10(tmp_path, archive=fake_archive, progress=False)
+        fetch_cifar10(tmp_path, archive=fake_archive, download=Download(progress=False))
     assert nothing_final(tmp_path)
 
 

@@ -19,6 +19,7 @@ LAYERS = [
         "golden",
         "recipes",
     },  # facts, files, the network, pixels, recipes
+    {"download"},  # bytes from a URL
     {"config", "fetch", "archive_writer"},  # settings; archives in and out
     {"kernels"},  # the process's CPU kernels
     {"study"},  # the study run with git and dvc, without torch
