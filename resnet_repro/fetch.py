@@ -153,7 +153,7 @@ def check_member(member: tarfile.TarInfo, archive: Path) -> str | None:
     """The member's file name if it is an expected regular file; None for the folder itself;
     DataError for anything else."""
     name = member.name.removeprefix("./")
-    if name.rstrip("/") == BATCH_DIR and member.isdir():
+    if name == BATCH_DIR and member.isdir():  # tarfile strips a folder's trailing "/"
         return None
     base = name.removeprefix(f"{BATCH_DIR}/")
     if name.startswith("/") or ".." in Path(name).parts:
@@ -185,7 +185,6 @@ def _extract(
                     continue
                 if base in member_md5:
                     raise DataError(f"{archive}: member {member.name!r} appears twice")
-                tarfile.data_filter(member, str(tmp))  # the standard library's own check too
                 digest = hashlib.md5()
                 with (
                     reading(archive),
@@ -214,10 +213,8 @@ def _extract(
                 check(tmp)
         final = dest / BATCH_DIR
         (dest / SOURCE_FILE).unlink(missing_ok=True)
-        if final.exists():
-            stale = Path(tempfile.mkdtemp(prefix=".stale-", dir=dest))
-            os.replace(final, stale / BATCH_DIR)
-            shutil.rmtree(stale)
+        if final.exists():  # with the record gone, a removal cut short is redone next time
+            shutil.rmtree(final)
         os.chmod(tmp, 0o755)  # mkdtemp creates 0700
         os.replace(tmp, final)
         source = {
@@ -242,7 +239,7 @@ def reading(archive: Path) -> Iterator[None]:
 
 def open_tar(archive: Path) -> tarfile.TarFile:
     with reading(archive):
-        return tarfile.open(archive, "r:*")
+        return tarfile.open(archive)  # any compression
 
 
 def tar_members(tar: tarfile.TarFile, archive: Path) -> Iterator[tarfile.TarInfo]:

@@ -3,6 +3,8 @@
 import hashlib
 import http.server
 import io
+import json
+import shutil
 import tarfile
 import threading
 import warnings
@@ -14,7 +16,7 @@ from resnet_repro.archive_writer import fake_batches, write_fake_cifar10, write_
 from resnet_repro.cifar import BATCH_DIR, DataError, md5_of
 from resnet_repro.cli import main
 from resnet_repro.download import Download
-from resnet_repro.fetch import fetch_cifar10
+from resnet_repro.fetch import SOURCE_FILE, fetch_cifar10
 
 
 class Server:
@@ -317,3 +319,241 @@ def test_a_folder_the_fetch_stage_extracted_is_recorded_with_its_archives_md5(tm
     batch = dest / BATCH_DIR / "data_batch_2"
     batch.write_bytes((dest / BATCH_DIR / "data_batch_3").read_bytes())
     assert load_source(dest, cache_dir=cache).source_md5 != md5
+
+
+# What the fetch decides and records, line by line (each test kills a mutant of fetch.py).
+
+
+def tar_of(path: Path, entries: list[tuple[str, bytes | None]]) -> Path:
+    """A tar.gz of the given entries in order; None makes a folder entry."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def small_members() -> list[tuple[str, bytes]]:
+    return list(fake_batches(train_per_batch=2, test_size=2, seed=0).items())
+
+
+def test_a_file_as_dest_is_refused_naming_it(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(DataError) as e:
+        fetch(tmp_path / "f", archive=tmp_path / "f", md5="0" * 32)
+    assert str(e.value) == f"{tmp_path / 'f'}: --dest is a file; name a folder to put CIFAR-10 in"
+
+
+def test_dest_and_its_missing_parents_are_made(fake_archive, tmp_path):
+    dest = tmp_path / "a" / "b"
+    assert fetch(dest, archive=fake_archive, md5=md5_of(fake_archive)) == dest / BATCH_DIR
+
+
+def test_the_warning_names_the_caller_and_says_why(fake_archive, tmp_path):
+    md5 = md5_of(fake_archive).upper()  # md5s compare without case
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fetch_cifar10(tmp_path, archive=fake_archive, md5=md5, download=Download(progress=False))
+    [warning] = caught
+    assert warning.filename == __file__
+    assert str(warning.message) == (
+        f"fetch_cifar10: md5 {md5.lower()} is not the official archive's "
+        "(c58f30108f718f92721af3b95e74349a); results on this data are not comparable with the "
+        "published tables"
+    )
+
+
+def test_what_is_in_place_and_what_was_done_is_logged(fake_archive, tmp_path, caplog):
+    md5 = md5_of(fake_archive)
+    caplog.set_level("INFO", logger="resnet_repro")
+    fetch(tmp_path, archive=fake_archive, md5=md5)
+    fetch(tmp_path, archive=fake_archive, md5=md5)
+    batches = tmp_path / BATCH_DIR
+    assert caplog.messages == [
+        f"CIFAR-10 verified (md5 {md5}) and extracted to {batches}",
+        f"CIFAR-10 already in place at {batches} (archive md5 {md5}): nothing to do",
+    ]
+
+
+def test_a_missing_file_url_is_a_missing_archive_not_a_retried_download(tmp_path):
+    missing = tmp_path / "nowhere.tar.gz"
+    with pytest.raises(DataError) as e:
+        fetch(tmp_path / "d", url=missing.as_uri(), md5="0" * 32, retries=0)
+    assert str(e.value) == f"{missing}: archive not found"
+
+
+def test_a_url_without_a_file_name_saves_the_archive_under_the_official_one(
+    server, fake_archive, tmp_path
+):
+    fetch(tmp_path, url=server.url.rsplit("/", 1)[0] + "/", md5=md5_of(fake_archive))
+    assert md5_of(tmp_path / "cifar-10-python.tar.gz") == md5_of(fake_archive)
+
+
+def test_an_archive_in_place_with_its_md5_is_not_downloaded_again(server, fake_archive, tmp_path):
+    shutil.copyfile(fake_archive, tmp_path / "cifar-10-python.tar.gz")
+    server.status = 404
+    fetch(tmp_path, url=server.url, md5=md5_of(fake_archive))
+    assert server.requests == []
+    assert (tmp_path / BATCH_DIR / "test_batch").is_file()
+
+
+def test_a_part_file_left_by_an_earlier_fetch_is_resumed(server, fake_archive, tmp_path):
+    half = len(server.blob) // 2
+    (tmp_path / "cifar-10-python.tar.gz.part").write_bytes(server.blob[:half])
+    fetch(tmp_path, url=server.url, md5=md5_of(fake_archive))
+    assert [r.get("Range") for r in server.requests] == [f"bytes={half}-"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [BATCH_DIR, "cifar-10-python.tar.gz", SOURCE_FILE]
+    )
+
+
+def test_the_md5_error_names_the_local_archive_and_what_to_do(fake_archive, tmp_path):
+    with pytest.raises(DataError) as e:
+        fetch(tmp_path, archive=fake_archive, md5="0" * 32)
+    assert str(e.value) == (
+        f"{fake_archive}: md5 is {md5_of(fake_archive)}, expected {'0' * 32}. The file is "
+        "corrupt or another archive; for a mirror with a different md5 pass md5=... (--md5) "
+        "explicitly"
+    )
+
+
+def test_a_copy_cut_short_leaves_no_part_file_and_raises_its_own_error(
+    fake_archive, tmp_path, monkeypatch
+):
+    def cut(src, dst):
+        Path(dst).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "copyfile", cut)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(tmp_path, archive=fake_archive, md5=md5_of(fake_archive))
+    assert list(tmp_path.iterdir()) == []
+
+    def refused(src, dst):
+        raise PermissionError(13, "Permission denied", str(src))
+
+    monkeypatch.setattr(shutil, "copyfile", refused)
+    with pytest.raises(PermissionError):
+        fetch(tmp_path, archive=fake_archive, md5=md5_of(fake_archive))
+
+
+def test_the_official_archive_is_checked_member_by_member_and_recorded(tmp_path, monkeypatch):
+    """With this archive's digests standing in for the official ones: each member's md5 is
+    checked (no batch decoding: ``check`` is for other archives) and the record says
+    official; a member that differs is refused, naming it."""
+    import resnet_repro.fetch as fetch_module
+
+    archive = tar_of(tmp_path / "a.tar.gz", small_members())
+    with tarfile.open(archive) as tar:
+        digests = {
+            Path(m.name).name: hashlib.md5(tar.extractfile(m).read()).hexdigest() for m in tar
+        }
+    monkeypatch.setattr(fetch_module, "OFFICIAL_MD5", md5_of(archive))
+    monkeypatch.setattr(fetch_module, "OFFICIAL_MEMBER_MD5", digests)
+
+    def never(folder):
+        raise AssertionError("the official archive's batches are checked by their md5s")
+
+    fetch(tmp_path / "d", archive=archive, md5=md5_of(archive), check=never)
+    record = json.loads((tmp_path / "d" / SOURCE_FILE).read_text())
+    assert record == {
+        "archive": "a.tar.gz",
+        "archive_md5": md5_of(archive),
+        "official": True,
+        "member_md5": digests,
+    }
+    monkeypatch.setattr(fetch_module, "OFFICIAL_MEMBER_MD5", {**digests, "test_batch": "0" * 32})
+    with pytest.raises(DataError) as e:
+        fetch(tmp_path / "e", archive=archive, md5=md5_of(archive), check=never)
+    assert str(e.value) == (
+        f"{tmp_path / 'e' / 'a.tar.gz'}: member test_batch has md5 {digests['test_batch']}, "
+        f"expected {'0' * 32}"
+    )
+
+
+def test_extraction_checks_in_a_hidden_folder_beside_the_final_one(fake_archive, tmp_path):
+    seen = []
+
+    def check(folder):
+        seen.append((folder.parent, folder.name.startswith(".extract-"), folder.stat().st_mode))
+
+    dest = tmp_path / "d"
+    fetch(dest, archive=fake_archive, md5=md5_of(fake_archive), check=check)
+    assert seen[0][:2] == (dest, True)
+    assert (dest / BATCH_DIR).stat().st_mode & 0o777 == 0o755  # others may read the data
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [BATCH_DIR, "cifar-10-python.tar.gz", SOURCE_FILE]
+    )
+
+
+def test_the_record_is_indented_json_of_every_members_md5(tmp_path):
+    members = small_members()
+    archive = tar_of(tmp_path / "a.tar.gz", members)
+    fetch(tmp_path / "d", archive=archive, md5=md5_of(archive))
+    expected = {
+        "archive": "a.tar.gz",
+        "archive_md5": md5_of(archive),
+        "official": False,
+        "member_md5": {Path(n).name: hashlib.md5(b).hexdigest() for n, b in members},
+    }
+    assert (tmp_path / "d" / SOURCE_FILE).read_text() == json.dumps(expected, indent=2)
+
+
+@pytest.mark.parametrize("prefix", ["", "./"])
+def test_folder_entries_and_dot_slash_names_of_the_batch_folder_are_accepted(tmp_path, prefix):
+    entries = [(f"{prefix}{BATCH_DIR}/", None)]
+    entries += [(f"{prefix}{name}", data) for name, data in small_members()]
+    archive = tar_of(tmp_path / "a.tar.gz", entries)
+    batches = fetch(tmp_path / "d", archive=archive, md5=md5_of(archive))
+    assert sorted(p.name for p in batches.iterdir()) == sorted(
+        Path(n).name for n, _ in small_members()
+    )
+
+
+def test_another_folder_inside_the_archive_is_refused(tmp_path):
+    archive = tar_of(tmp_path / "a.tar.gz", [*small_members(), (f"{BATCH_DIR}/sub", None)])
+    with pytest.raises(DataError) as e:
+        fetch(tmp_path / "d", archive=archive, md5=md5_of(archive))
+    assert str(e.value) == (
+        f"{tmp_path / 'd' / 'a.tar.gz'}: member '{BATCH_DIR}/sub' is not a regular file "
+        "(link or device)"
+    )
+
+
+def test_a_member_twice_is_refused_naming_it(tmp_path):
+    members = small_members()
+    archive = tar_of(tmp_path / "a.tar.gz", [*members, members[0]])
+    with pytest.raises(DataError) as e:
+        fetch(tmp_path / "d", archive=archive, md5=md5_of(archive))
+    assert str(e.value) == f"{tmp_path / 'd' / 'a.tar.gz'}: member {members[0][0]!r} appears twice"
+
+
+def test_the_missing_members_error_names_each_and_what_to_check(tmp_path):
+    members = [(n, b) for n, b in small_members() if not n.endswith(("_1", "_2"))]
+    archive = tar_of(tmp_path / "a.tar.gz", members)
+    with pytest.raises(DataError) as e:
+        fetch(tmp_path / "d", archive=archive, md5=md5_of(archive))
+    assert str(e.value) == (
+        f"{tmp_path / 'd' / 'a.tar.gz'}: not a CIFAR-10 python archive: no member "
+        "data_batch_1, data_batch_2 (its md5 matched the one given, so the file is the one "
+        "asked for: check the --md5 and --source you passed)"
+    )
+
+
+@pytest.mark.parametrize("cut", ["head", "tail"])
+def test_a_damaged_archive_is_named_in_the_error(tmp_path, cut):
+    """Cut at its start, the archive fails to open; cut near its end, it fails while its
+    members are listed: either way the error names the archive."""
+    whole = tar_of(tmp_path / "whole.tar.gz", small_members()).read_bytes()
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(whole[:20] if cut == "head" else whole[: len(whole) - 200])
+    with pytest.raises(DataError) as e:
+        fetch(tmp_path / "d", archive=archive, md5=md5_of(archive))
+    assert str(e.value).startswith(
+        f"{tmp_path / 'd' / 'a.tar.gz'}: archive is truncated or corrupt"
+    )
