@@ -3,7 +3,7 @@ and the train/validation split.
 
 The cache (``cache_dir``; by default the platform's user cache folder, see ``default_cache_dir``)
 keeps the decoded arrays under the digest of the data's content, so it cannot serve other data
-than the source holds. A source is mapped to that digest through its files' fingerprint (path,
+than the source holds. A source is mapped to that digest through its files' fingerprint (name,
 size, inode, modification and change times: extraction sets the change time, which no tool
 can set back), so a source seen before is not read again. Nothing is written into the data's
 own folder.
@@ -38,7 +38,6 @@ from resnet_repro.cifar import (
     LABEL_NAMES,
     NUM_CLASSES,
     OFFICIAL_COUNTS,
-    OFFICIAL_MD5,
     OFFICIAL_MEMBER_MD5,
     RECORD_SIZE,
     TRAIN_BATCH_MEMBERS,
@@ -162,9 +161,7 @@ def _read_members(source: Path) -> tuple[dict[str, bytes], str, str]:
     return members, source_md5, content
 
 
-def _is_official(members: dict[str, bytes], source_md5: str) -> bool:
-    if source_md5 == OFFICIAL_MD5:
-        return True
+def _is_official(members: dict[str, bytes]) -> bool:
     return all(hashlib.md5(members[m]).hexdigest() == h for m, h in OFFICIAL_MEMBER_MD5.items())
 
 
@@ -202,14 +199,16 @@ def load_source(source: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
         raise DataError(f"{source}: no such file or folder")
     cache = Path(cache_dir) if cache_dir is not None else None
     fingerprint = _fingerprint(source)
-    if cache is not None:
-        hit = _cached_source(cache, fingerprint)
-        if hit is not None:
-            return hit
+    known = _known_source(cache, fingerprint) if cache is not None else None
+    loaded = _cached_content(cache, *known) if known is not None else None
+    if loaded is not None:
+        return loaded
     members, source_md5, content = _read_members(source)
-    loaded = _cached_content(cache, content, source_md5) if cache is not None else None
+    # An entry the record pointed to has been checked (and warned about) once already.
+    unchecked = cache is not None and (known is None or known[0] != content)
+    loaded = _cached_content(cache, content, source_md5) if unchecked else None
     if loaded is None:
-        arrays = _decode(source, members, source_md5)
+        arrays = _decode(source, members)
         names = label_names(members["batches.meta"], f"{source}:batches.meta")
         loaded = Loaded(arrays, source_md5, names)
         if cache is not None:
@@ -223,7 +222,7 @@ def check_batches(folder: Path, *, name: str) -> None:
     """DataError unless every batch file in ``folder`` decodes as CIFAR data (restricted
     unpickling: a pickle that would run code is refused, and runs nothing)."""
     members = {m: (folder / m).read_bytes() for m in DATA_MEMBERS}
-    _decode(Path(name), members, "")
+    _decode(Path(name), members)
     label_names(members["batches.meta"], f"{name}:batches.meta")
 
 
@@ -239,7 +238,7 @@ def label_names(meta: bytes, name: str) -> tuple[str, ...]:
 
 
 def _decode(
-    source: Path, members: dict[str, bytes], source_md5: str
+    source: Path, members: dict[str, bytes]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     xs, ys = [], []
     for name in TRAIN_BATCH_MEMBERS:
@@ -250,7 +249,7 @@ def _decode(
         load_batch(members["test_batch"], name=f"{source}:test_batch"), f"{source}:test_batch"
     )
     arrays = (np.concatenate(xs), np.concatenate(ys), x_test, y_test)
-    if _is_official(members, source_md5):
+    if _is_official(members):
         _check_official_counts(source, arrays)
     return arrays
 
@@ -282,8 +281,8 @@ def default_cache_dir() -> Path:
     return Path(user_cache_dir("resnet_repro"))
 
 
-def _fingerprint(source: Path) -> dict:
-    """What identifies the source's files without reading them: path, size, inode, and
+def _fingerprint(source: Path) -> list:
+    """What identifies the source's files without reading them: name, size, inode, and
     modification and change times of the archive or of the batch files and fetch's record."""
     if source.is_file():
         files = [source]
@@ -292,26 +291,25 @@ def _fingerprint(source: Path) -> dict:
         files = [folder / m for m in DATA_MEMBERS] + [folder.parent / SOURCE_FILE]
         files = [p for p in files if p.is_file()]
     stats = [(p.name, p.stat()) for p in files]
-    return {
-        "path": str(source.resolve()),
-        "files": [[n, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns] for n, st in stats],
-    }
+    return [[n, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns] for n, st in stats]
 
 
-def _source_record(cache: Path, fingerprint: dict) -> Path:
-    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+def _source_record(cache: Path, fingerprint: list) -> Path:
+    key = hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()
     return cache / "sources" / f"{key}.json"
 
 
-def _cached_source(cache: Path, fingerprint: dict) -> Loaded | None:
-    """What a source whose files have not changed since it was cached holds."""
+def _known_source(cache: Path, fingerprint: list) -> tuple[str, str] | None:
+    """The content digest and md5 of a source whose files have not changed since it was
+    cached, from its record."""
     try:
         record = json.loads(_source_record(cache, fingerprint).read_text())
     except (OSError, ValueError):
         return None
-    if record.get("fingerprint") != fingerprint or not isinstance(record.get("source_md5"), str):
+    known = (record.get("content"), record.get("source_md5"))
+    if record.get("fingerprint") != fingerprint or not all(isinstance(v, str) for v in known):
         return None
-    return _cached_content(cache, str(record.get("content", "")), record["source_md5"])
+    return known
 
 
 CACHE_FILES = (*(f"{n}.npy" for n in ARRAY_NAMES), "label_names.json")
@@ -327,7 +325,9 @@ def _cached_content(cache: Path, content: str, source_md5: str) -> Loaded | None
     try:
         recorded = json.loads((folder / "complete").read_text())
         damaged = [
-            f for f in CACHE_FILES if _sha256(folder / f) != (recorded.get(f) or "unrecorded")
+            f
+            for f in CACHE_FILES
+            if not (folder / f).is_file() or sha256_of(folder / f) != recorded.get(f)
         ]
         if damaged:
             log.warning(
@@ -342,10 +342,6 @@ def _cached_content(cache: Path, content: str, source_md5: str) -> Loaded | None
         log.warning("decoded-array cache %s unreadable (%s); decoding the data again", folder, e)
         return None
     return Loaded(arrays, source_md5, names)
-
-
-def _sha256(path: Path) -> str | None:
-    return sha256_of(path) if path.is_file() else None
 
 
 def _write_content(folder: Path, loaded: Loaded) -> None:
@@ -364,7 +360,7 @@ def _write_content(folder: Path, loaded: Loaded) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
             write_bytes_atomic(folder / name, data)
-        write_bytes_atomic(folder / "complete", json.dumps(digests, indent=2).encode())
+        write_bytes_atomic(folder / "complete", json.dumps(digests).encode())
     except OSError as e:
         log.warning(
             "decoded-array cache %s not written (%s); training goes on without it (choose "
@@ -374,12 +370,12 @@ def _write_content(folder: Path, loaded: Loaded) -> None:
         )
 
 
-def _write_source(cache: Path, fingerprint: dict, source_md5: str, content: str) -> None:
+def _write_source(cache: Path, fingerprint: list, source_md5: str, content: str) -> None:
     record = {"fingerprint": fingerprint, "source_md5": source_md5, "content": content}
     path = _source_record(cache, fingerprint)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(path, json.dumps(record, indent=2).encode())
+        path.parent.mkdir(exist_ok=True)  # in the cache folder the arrays' write made
+        write_bytes_atomic(path, json.dumps(record).encode())
     except OSError:
         pass  # _write_arrays has warned already, or the arrays are cached: a re-read next time
 

@@ -16,10 +16,11 @@ from resnet_repro.archive_writer import (
     write_fake_cifar10,
     write_tar_gz,
 )
-from resnet_repro.cifar import BATCH_DIR, DataError, md5_of
-from resnet_repro.config import make_config
+from resnet_repro.cifar import BATCH_DIR, LABEL_NAMES, DataError, md5_of
+from resnet_repro.config import ConfigError, make_config
 from resnet_repro.data import (
     _check_official_counts,
+    check_batches,
     default_cache_dir,
     load_batch,
     load_cifar10,
@@ -325,3 +326,297 @@ def test_papers_split_trains_on_all_fifty_thousand():
 def test_bad_splits(kwargs, message):
     with pytest.raises(ValueError, match=message):
         train_valid_split(np.zeros(100), np.zeros(100), **kwargs)
+
+
+# What loading decides and records, line by line (each test kills a mutant of data.py).
+
+
+def small_archive(tmp_path: Path, name: str = "a.tar.gz", seed: int = 1, **replace) -> Path:
+    members = fake_batches(train_per_batch=2, test_size=10, seed=seed)
+    members.update({f"{BATCH_DIR}/{m}": data for m, data in replace.items()})
+    return write_tar_gz(tmp_path / name, members)
+
+
+def message_of(call) -> str:
+    with pytest.raises(DataError) as e:
+        call()
+    return str(e.value)
+
+
+def test_batch_errors_say_what_was_found(tmp_path):
+    def error(raw, name="data_batch_1"):
+        return message_of(lambda: load_cifar10(small_archive(tmp_path, **{name: raw})))
+
+    where = f"{tmp_path / 'a.tar.gz'}:data_batch_1"
+    assert error(dump_py2_pickle([1])) == f"{where}: expected a dict, got list"
+    assert error(batch([[0] * 3072] * 2, [0, 1])) == (
+        f"{where}: data must be a uint8 array [N, 3072], got list"
+    )
+    assert error(batch(np.zeros((2, 3072), np.float32), [0, 1])) == (
+        f"{where}: data must be a uint8 array [N, 3072], got float32 [2, 3072]"
+    )
+    assert error(batch(np.zeros((2, 3072), np.uint8), [0, 10])) == (
+        f"{where}: label 10 at index 1 is outside 0..9"
+    )
+    assert error(batch(np.zeros((2, 3072), np.uint8), ["a", "b"])).startswith(
+        f"{where}: labels are not integers ("
+    )
+    test_where = f"{tmp_path / 'a.tar.gz'}:test_batch"
+    assert error(b"junk", "test_batch").startswith(f"{test_where}: cannot be read as a CIFAR batch")
+
+
+def test_labels_of_any_integer_type_come_back_as_int64(tmp_path):
+    labels = np.array([3, 4], np.uint8)
+    archive = small_archive(tmp_path, data_batch_1=batch(np.zeros((2, 3072), np.uint8), labels))
+    _, y_train, _, _ = load_cifar10(archive)
+    assert y_train.dtype == np.int64 and y_train[:2].tolist() == [3, 4]
+
+
+def meta(names) -> bytes:
+    return pickle.dumps({"label_names": names}, protocol=2)
+
+
+def test_class_names_come_from_batches_meta_as_text(tmp_path):
+    names = [f"class {i}" for i in range(10)]
+    assert load_source(small_archive(tmp_path, **{"batches.meta": meta(names)})).label_names == (
+        tuple(names)
+    )
+    raw = [b"\xffcat", *(f"c{i}".encode() for i in range(9))]
+    loaded = load_source(small_archive(tmp_path, "b.tar.gz", **{"batches.meta": meta(raw)}))
+    assert loaded.label_names[0] == "\ufffdcat"
+    without = small_archive(tmp_path, "c.tar.gz", **{"batches.meta": b""})
+    assert message_of(lambda: load_source(without)).startswith(
+        f"{without}:batches.meta: cannot be read"
+    )
+    plain = small_archive(tmp_path, "d.tar.gz", **{"batches.meta": pickle.dumps({}, protocol=2)})
+    assert load_source(plain).label_names == LABEL_NAMES
+
+
+@pytest.mark.parametrize("names", [[f"c{i}" for i in range(9)], ["", *(f"c{i}" for i in range(9))]])
+def test_class_names_must_be_ten_non_empty_ones(tmp_path, names):
+    archive = small_archive(tmp_path, **{"batches.meta": meta(names)})
+    assert message_of(lambda: load_source(archive)) == (
+        f"{archive}:batches.meta: label_names must be 10 non-empty names, got {names!r}"
+    )
+    folder = tmp_path / "x"
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+    assert message_of(lambda: check_batches(folder / BATCH_DIR, name="the archive")) == (
+        f"the archive:batches.meta: label_names must be 10 non-empty names, got {names!r}"
+    )
+
+
+def test_check_batches_names_the_archive_in_its_errors(tmp_path):
+    archive = small_archive(tmp_path, data_batch_3=b"junk")
+    folder = tmp_path / "x"
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+    assert message_of(lambda: check_batches(folder / BATCH_DIR, name="the archive")).startswith(
+        "the archive:data_batch_3: cannot be read as a CIFAR batch"
+    )
+
+
+def test_members_that_break_the_rules_are_refused_naming_the_archive(tmp_path):
+    members = fake_batches(train_per_batch=2, test_size=2, seed=0)
+    members[f"{BATCH_DIR}/extra"] = b"x"
+    archive = write_tar_gz(tmp_path / "a.tar.gz", members)
+    assert message_of(lambda: load_cifar10(archive)) == (
+        f"{archive}: unexpected member '{BATCH_DIR}/extra'"
+    )
+    whole = small_archive(tmp_path, "whole.tar.gz").read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole[: len(whole) - 200])
+    assert message_of(lambda: load_cifar10(cut)).startswith(f"{cut}: archive is truncated")
+
+
+def test_the_missing_files_error_names_each(tmp_path):
+    members = fake_batches(train_per_batch=2, test_size=2, seed=0)
+    del members[f"{BATCH_DIR}/data_batch_1"], members[f"{BATCH_DIR}/test_batch"]
+    archive = write_tar_gz(tmp_path / "a.tar.gz", members)
+    assert message_of(lambda: load_cifar10(archive)) == (
+        f"{archive}: missing CIFAR-10 files data_batch_1, test_batch"
+    )
+
+
+def test_a_folder_without_fetchs_record_is_identified_by_its_batch_files(tmp_path):
+    """The md5 a run records for such a folder: the md5 of its data members' md5s, in name
+    order (the same files give the same md5 wherever they are)."""
+    import hashlib
+
+    archive = small_archive(tmp_path)
+    folder = tmp_path / "x"
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+    batches = folder / BATCH_DIR
+    names = sorted(p.name for p in batches.iterdir() if p.name != "readme.html")
+    digests = "".join(hashlib.md5((batches / n).read_bytes()).hexdigest() for n in names)
+    assert load_source(batches).source_md5 == hashlib.md5(digests.encode()).hexdigest()
+
+
+def official_as(monkeypatch, archive: Path, train: int, test: int) -> None:
+    """This archive's member digests and counts stand in for the official archive's."""
+    import hashlib
+
+    import resnet_repro.data as data
+
+    with tarfile.open(archive) as tar:
+        digests = {
+            Path(m.name).name: hashlib.md5(tar.extractfile(m).read()).hexdigest()
+            for m in tar
+            if not m.name.endswith("readme.html")
+        }
+    monkeypatch.setattr(data, "OFFICIAL_MEMBER_MD5", digests)
+    monkeypatch.setattr(data, "OFFICIAL_COUNTS", {"train": train, "test": test})
+
+
+def test_the_official_archives_counts_are_checked_by_its_members(tmp_path, monkeypatch):
+    members = fake_batches(train_per_batch=10, test_size=10, seed=0)  # balanced: 5 and 1 a class
+    archive = write_tar_gz(tmp_path / "a.tar.gz", members)
+    official_as(monkeypatch, archive, train=50, test=10)
+    assert len(load_cifar10(archive)[0]) == 50
+    official_as(monkeypatch, archive, train=50, test=20)
+    assert message_of(lambda: load_cifar10(archive)) == (
+        f"{archive}: 10 test images, the official archive has 20"
+    )
+    labels = [0, 1, 2, 3, 4, 5, 6, 7, 8, 8]  # no image of class 9
+    members[f"{BATCH_DIR}/test_batch"] = batch(np.zeros((10, 3072), np.uint8), labels)
+    unbalanced = write_tar_gz(tmp_path / "u.tar.gz", members)
+    official_as(monkeypatch, unbalanced, train=50, test=10)
+    assert message_of(lambda: load_cifar10(unbalanced)) == (
+        f"{unbalanced}: test images per class are [1, 1, 1, 1, 1, 1, 1, 1, 2, 0], expected 1 each"
+    )
+
+
+def test_a_source_seen_before_is_not_read_again(tmp_path, monkeypatch):
+    """Two sources cached side by side; each loads again from its record alone, with its
+    md5 and class names, and a record whose md5 is not text is not believed."""
+    import resnet_repro.data as data
+
+    cache = tmp_path / "cache"
+    a, b = small_archive(tmp_path, "a.tar.gz", 1), small_archive(tmp_path, "b.tar.gz", 2)
+    expected = {p: load_source(p, cache_dir=cache) for p in (a, b)}
+    read = data._read_members
+    monkeypatch.setattr(data, "_read_members", lambda source: pytest.fail(f"{source} read again"))
+    for p in (a, b):
+        again = load_source(p, cache_dir=cache)
+        assert (again.source_md5, again.label_names) == (md5_of(p), LABEL_NAMES)
+        assert np.array_equal(again.arrays[0], expected[p].arrays[0])
+    [record] = [r for r in (cache / "sources").iterdir() if md5_of(a) in r.read_text()]
+    record.write_text(record.read_text().replace(f'"{md5_of(a)}"', "123"))
+    monkeypatch.setattr(data, "_read_members", read)
+    assert load_source(a, cache_dir=cache).source_md5 == md5_of(a)
+
+
+def test_the_same_content_under_another_name_is_not_decoded_again(tmp_path, monkeypatch):
+    import shutil
+
+    import resnet_repro.data as data
+
+    cache = tmp_path / "cache"
+    a = small_archive(tmp_path)
+    load_source(a, cache_dir=cache)
+    copy = tmp_path / "copy.tar.gz"
+    shutil.copyfile(a, copy)
+    monkeypatch.setattr(data, "_decode", lambda *args: pytest.fail("decoded again"))
+    loaded = load_source(copy, cache_dir=cache)
+    assert (loaded.source_md5, loaded.label_names) == (md5_of(a), LABEL_NAMES)
+
+
+def test_a_changed_batch_in_a_batch_folder_is_read_again(tmp_path):
+    folder = tmp_path / "x"
+    with tarfile.open(small_archive(tmp_path, seed=1)) as tar:
+        tar.extractall(folder, filter="data")
+    other = small_archive(tmp_path, "b.tar.gz", seed=2)
+    cache = tmp_path / "cache"
+    batches = folder / BATCH_DIR
+    load_source(batches, cache_dir=cache)
+    with tarfile.open(other) as tar:
+        (batches / "data_batch_1").write_bytes(tar.extractfile(f"{BATCH_DIR}/data_batch_1").read())
+    assert np.array_equal(load_cifar10(batches, cache_dir=cache)[0][:2], load_cifar10(other)[0][:2])
+
+
+def test_a_cache_entry_cut_short_is_decoded_again_silently(tmp_path, caplog):
+    archive = small_archive(tmp_path)
+    cache = tmp_path / "cache"
+    load_source(archive, cache_dir=cache)
+    (cache / md5_of(archive) / "complete").unlink()  # a writer stopped before its marker
+    with caplog.at_level(logging.WARNING, logger="resnet_repro"):
+        assert load_source(archive, cache_dir=cache).label_names == LABEL_NAMES
+    assert caplog.messages == []
+    assert (cache / md5_of(archive) / "complete").is_file()
+
+
+def test_a_damaged_cache_entry_is_named_with_each_damaged_file(tmp_path, caplog):
+    archive = small_archive(tmp_path)
+    cache = tmp_path / "cache"
+    load_source(archive, cache_dir=cache)
+    folder = cache / md5_of(archive)
+    (folder / "y_test.npy").unlink()
+    (folder / "x_train.npy").write_bytes(b"other")
+    with caplog.at_level(logging.WARNING, logger="resnet_repro"):
+        load_source(archive, cache_dir=cache)
+    assert caplog.messages == [
+        f"decoded-array cache {folder}: x_train.npy, y_test.npy changed since it was written; "
+        "decoding the data again"
+    ]
+    (folder / "complete").write_text("not json")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="resnet_repro"):
+        assert load_source(archive, cache_dir=cache).label_names == LABEL_NAMES
+    [line] = caplog.messages
+    assert line.startswith(f"decoded-array cache {folder} unreadable (Expecting value")
+    assert line.endswith("); decoding the data again")
+
+
+def test_a_cache_that_cannot_be_written_is_skipped_with_a_line_saying_so(tmp_path, caplog):
+    archive = small_archive(tmp_path)
+    (tmp_path / "file").write_text("x")
+    cache = tmp_path / "file" / "cache"
+    with caplog.at_level(logging.WARNING, logger="resnet_repro"):
+        assert load_source(archive, cache_dir=cache).source_md5 == md5_of(archive)
+    assert caplog.messages == [
+        f"decoded-array cache {cache / md5_of(archive)} not written (Not a directory); training "
+        "goes on without it (choose another folder with --cache-dir or RESNET_REPRO_CACHE)"
+    ]
+
+
+def test_split_errors_say_what_to_do():
+    x = np.zeros(100)
+    with pytest.raises(ValueError) as e:
+        train_valid_split(x, np.zeros(99))
+    assert str(e.value) == "train_valid_split: 100 images but 99 labels"
+    with pytest.raises(ValueError) as e:
+        train_valid_split(x, x, valid_fraction=0.0)
+    assert str(e.value) == "train_valid_split: valid_fraction must be in (0, 1), got 0.0"
+    with pytest.raises(ValueError) as e:
+        train_valid_split(x, x, 101)
+    assert str(e.value) == (
+        "train_valid_split: split_index 101 is outside 1..100 (the number of training "
+        "examples); use valid_fraction for a small data set"
+    )
+
+
+def test_load_splits_splits_as_the_config_says_and_caches_where_it_says(tmp_path, monkeypatch):
+    archive = small_archive(tmp_path)
+    x, y, x_test, y_test = load_cifar10(archive)
+    monkeypatch.setenv("RESNET_REPRO_CACHE", str(tmp_path / "default"))
+    splits = load_splits(make_config("seed", data=str(archive), split_index=10))
+    assert (len(splits.x_train), len(splits.x_valid)) == (10, 0)
+    assert (tmp_path / "default" / md5_of(archive) / "complete").is_file()
+    chosen = tmp_path / "chosen"
+    splits = load_splits(
+        make_config("seed", data=str(archive), split_index=7, cache_dir=str(chosen))
+    )
+    assert (chosen / md5_of(archive) / "complete").is_file()
+    assert np.array_equal(splits.x_train, x[:7]) and np.array_equal(splits.y_valid, y[7:])
+    assert type(splits.x_test) is np.ndarray and np.array_equal(splits.x_test, x_test)
+    assert type(splits.y_test) is np.ndarray and np.array_equal(splits.y_test, y_test)
+    assert (splits.source_md5, splits.label_names) == (md5_of(archive), LABEL_NAMES)
+    splits = load_splits(make_config("seed", data=str(archive), valid_fraction=0.2))
+    assert (len(splits.x_train), len(splits.x_valid)) == (8, 2)
+    with pytest.raises(ConfigError) as e:
+        load_splits(make_config("seed", data=str(archive), split_index=11))
+    assert str(e.value) == (
+        f"split_index 11 is beyond the 10 training images of {archive}; set valid_fraction "
+        "(e.g. 0.1) for a small data set"
+    )
