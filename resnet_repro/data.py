@@ -434,7 +434,7 @@ def load_splits(config: TrainConfig) -> Splits:
     loaded = load_source(source, cache_dir=cache)
     x, y, x_test, y_test = loaded.arrays
     if config.valid_fraction > 0:
-        split = train_valid_split(x, y, None, valid_fraction=config.valid_fraction)
+        split = train_valid_split(x, y, valid_fraction=config.valid_fraction)
     else:
         if config.split_index > len(x):
             raise ConfigError(

@@ -1,6 +1,8 @@
 """Shared test setup: hypothesis profiles (chosen by HYPOTHESIS_PROFILE) and data fixtures."""
 
+import io
 import os
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -8,7 +10,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from resnet_repro.archive_writer import write_fake_cifar10
+from resnet_repro.archive_writer import fake_batches, write_fake_cifar10
+from resnet_repro.cifar import BATCH_DIR
 from resnet_repro.config import make_config
 
 # cuBLAS reads its workspace setting when its first handle is made, which in a test session may
@@ -36,6 +39,26 @@ def fake_archive(tmp_path_factory) -> Path:
     """A small fake CIFAR-10 archive: 5 x 40 training and 40 test images."""
     path = tmp_path_factory.mktemp("fake") / "cifar-10-python.tar.gz"
     return write_fake_cifar10(path, train_per_batch=40, test_size=40, seed=0)
+
+
+@pytest.fixture(scope="session")
+def bad_header_tar(tmp_path_factory) -> Path:
+    """An uncompressed tar of a small fake archive's members whose last member's header is
+    damaged: reading fails while its members are listed, after the batches were read."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        members = fake_batches(train_per_batch=2, test_size=2, seed=0)
+        members[f"{BATCH_DIR}/{'x' * 120}"] = b"x"  # a long name: a header, its name, a header
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    data = bytearray(buf.getvalue())
+    header = data.index(b"././@LongLink") + 1024
+    data[header : header + 512] = b"\x01" * 512
+    path = tmp_path_factory.mktemp("bad") / "bad.tar"
+    path.write_bytes(bytes(data))
+    return path
 
 
 @pytest.fixture(scope="session")

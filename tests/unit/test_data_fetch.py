@@ -355,11 +355,14 @@ def test_dest_and_its_missing_parents_are_made(fake_archive, tmp_path):
 
 
 def test_the_warning_says_why(fake_archive, tmp_path):
+    import resnet_repro.fetch as fetch_module
+
     md5 = md5_of(fake_archive).upper()  # md5s compare without case
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fetch_cifar10(tmp_path, archive=fake_archive, md5=md5, download=Download(progress=False))
     [warning] = caught
+    assert Path(warning.filename) != Path(fetch_module.__file__)  # the caller's line
     assert str(warning.message) == (
         f"fetch_cifar10: md5 {md5.lower()} is not the official archive's "
         "(c58f30108f718f92721af3b95e74349a); results on this data are not comparable with the "

@@ -416,7 +416,7 @@ def test_check_batches_names_the_archive_in_its_errors(tmp_path):
     )
 
 
-def test_members_that_break_the_rules_are_refused_naming_the_archive(tmp_path):
+def test_members_that_break_the_rules_are_refused_naming_the_archive(tmp_path, bad_header_tar):
     members = fake_batches(train_per_batch=2, test_size=2, seed=0)
     members[f"{BATCH_DIR}/extra"] = b"x"
     archive = write_tar_gz(tmp_path / "a.tar.gz", members)
@@ -427,6 +427,9 @@ def test_members_that_break_the_rules_are_refused_naming_the_archive(tmp_path):
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(whole[: len(whole) - 200])
     assert message_of(lambda: load_cifar10(cut)).startswith(f"{cut}: archive is truncated")
+    assert message_of(lambda: load_cifar10(bad_header_tar)) == (
+        f"{bad_header_tar}: archive is truncated or corrupt (invalid header)"
+    )
 
 
 def test_the_missing_files_error_names_each(tmp_path):
@@ -597,7 +600,8 @@ def test_split_errors_say_what_to_do():
 
 
 def test_load_splits_splits_as_the_config_says_and_caches_where_it_says(tmp_path, monkeypatch):
-    archive = small_archive(tmp_path)
+    names = [f"class {i}" for i in range(10)]
+    archive = small_archive(tmp_path, **{"batches.meta": meta(names)})
     x, y, x_test, y_test = load_cifar10(archive)
     monkeypatch.setenv("RESNET_REPRO_CACHE", str(tmp_path / "default"))
     splits = load_splits(make_config("seed", data=str(archive), split_index=10))
@@ -611,7 +615,7 @@ def test_load_splits_splits_as_the_config_says_and_caches_where_it_says(tmp_path
     assert np.array_equal(splits.x_train, x[:7]) and np.array_equal(splits.y_valid, y[7:])
     assert type(splits.x_test) is np.ndarray and np.array_equal(splits.x_test, x_test)
     assert type(splits.y_test) is np.ndarray and np.array_equal(splits.y_test, y_test)
-    assert (splits.source_md5, splits.label_names) == (md5_of(archive), LABEL_NAMES)
+    assert (splits.source_md5, splits.label_names) == (md5_of(archive), tuple(names))
     splits = load_splits(make_config("seed", data=str(archive), valid_fraction=0.2))
     assert (len(splits.x_train), len(splits.x_valid)) == (8, 2)
     with pytest.raises(ConfigError) as e:
@@ -620,3 +624,26 @@ def test_load_splits_splits_as_the_config_says_and_caches_where_it_says(tmp_path
         f"split_index 11 is beyond the 10 training images of {archive}; set valid_fraction "
         "(e.g. 0.1) for a small data set"
     )
+
+
+def test_a_damaged_entry_of_a_fetched_folder_is_reported_once(tmp_path, caplog):
+    """A folder fetch extracted is known by its archive's md5, which is not its content
+    digest: the entry its record points to is checked once, not again after the read."""
+    import warnings
+
+    from resnet_repro.download import Download
+    from resnet_repro.fetch import fetch_cifar10
+
+    archive = small_archive(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batches = fetch_cifar10(
+            tmp_path / "d", archive=archive, md5=md5_of(archive), download=Download(progress=False)
+        )
+    cache = tmp_path / "cache"
+    load_source(batches, cache_dir=cache)
+    [entry] = [p for p in cache.iterdir() if p.name != "sources"]
+    (entry / "y_test.npy").write_bytes(b"other")
+    with caplog.at_level(logging.WARNING, logger="resnet_repro"):
+        assert load_source(batches, cache_dir=cache).source_md5 == md5_of(archive)
+    assert len(caplog.messages) == 1
