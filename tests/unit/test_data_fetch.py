@@ -559,3 +559,11 @@ def test_a_damaged_archive_is_named_in_the_error(tmp_path, cut):
     assert str(e.value).startswith(
         f"{tmp_path / 'd' / 'a.tar.gz'}: archive is truncated or corrupt"
     )
+
+
+def test_a_header_damaged_after_the_batches_is_named_in_the_error(tmp_path, bad_header_tar):
+    with pytest.raises(DataError) as e:
+        fetch(tmp_path, archive=bad_header_tar, md5=md5_of(bad_header_tar))
+    assert (
+        str(e.value) == f"{tmp_path / 'bad.tar'}: archive is truncated or corrupt (invalid header)"
+    )
