@@ -11,7 +11,16 @@ from resnet_repro.cli import main
 from resnet_repro.config import ConfigError, load_params
 from resnet_repro.evaluate import parse_checkpoints
 from resnet_repro.pipeline import run_config
-from resnet_repro.study import AMOUNTS, OVERRIDE, check_rehearsal, rehearsal_params, run_seeds
+from resnet_repro.study import (
+    AMOUNTS,
+    DATA_KEYS,
+    OVERRIDE,
+    check_rehearsal,
+    rehearsal_params,
+    run_seeds,
+    seed_folder,
+    seed_folders,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -315,3 +324,115 @@ def test_report_shows_the_statistic_and_metric_each_golden_cell_compares(tmp_pat
     assert "| seed-v1-n18 | 12.2 | 74.8 | 0.0421 | 0.2000 |" in report.split("## Continued")[1]
     assert "| seed-v1-n18, measured | 0.0500 | 0.0400 | 0.0300 |" in report
     assert "| seed-v1-n18, seed's | 0.3000 | 0.1000 | 0.2000 |" in report
+
+
+# The study's rules line by line: seeds, seed folders, the override and the rehearsal's checks.
+
+
+def test_seeds_come_from_the_run_then_the_grid_then_zero():
+    runs = {"a": {"seeds": [3, 1]}, "b": {"recipe": "paper"}, "c": "paper"}
+    assert run_seeds({"runs": runs}, "p.yaml", "b") == [0]
+    assert run_seeds({"runs": runs, "seeds": [5, 6]}, "p.yaml", "b") == [5, 6]
+    assert run_seeds({"runs": runs, "seeds": [5, 6]}, "p.yaml", "c") == [5, 6]
+    assert run_seeds({"runs": runs, "seeds": [5, 6]}, "p.yaml", "a") == [3, 1]
+    assert run_seeds({"runs": runs, "seeds": [5, 6]}) == [5, 6]
+
+
+@pytest.mark.parametrize("seeds", [3, [], [1, True], [1, "2"], [1, 1]])
+def test_seeds_must_be_a_non_empty_list_of_distinct_integers(seeds):
+    message = "seeds must be a non-empty list of distinct integers"
+    with pytest.raises(ConfigError) as e:
+        run_seeds({"runs": {"a": {}}, "seeds": seeds}, "p.yaml", "a")
+    assert str(e.value) == f"p.yaml: {message}"
+    with pytest.raises(ConfigError) as e:
+        run_seeds({"runs": {"a": {"seeds": seeds}}}, "p.yaml", "a")
+    assert str(e.value) == f"p.yaml: run a: {message}"
+    with pytest.raises(ConfigError) as e:
+        run_seeds({"runs": {}, "seeds": seeds})
+    assert str(e.value) == f"params.yaml: {message}"
+
+
+def test_seed_folders_are_found_by_their_seed_in_numeric_order(tmp_path):
+    for seed in (10, 2, 0):
+        seed_folder(tmp_path, seed).mkdir()
+    assert seed_folders(tmp_path) == {s: tmp_path / f"seed-{s}" for s in ("0", "2", "10")}
+    assert list(seed_folders(tmp_path)) == ["0", "2", "10"]
+    assert seed_folders(tmp_path / "seed-0") == {"": tmp_path / "seed-0"}
+
+
+def test_an_override_of_anything_but_amounts_names_each_key_and_what_may_change():
+    params = load_params(REPO / "params.yaml")
+    override = {"data": {"source": "x", "url": "y"}, "train_defaults": {"lr": 1, "epochs": 2}}
+    with pytest.raises(ConfigError) as e:
+        rehearsal_params(params, override, "0" * 32)
+    assert str(e.value) == (
+        f"{OVERRIDE}: url, epochs, lr cannot be overridden; a rehearsal shrinks only the data "
+        f"({', '.join(DATA_KEYS)}) and the amounts {', '.join(AMOUNTS)}"
+    )
+
+
+def test_the_override_keeps_the_grids_own_train_defaults():
+    params = {"runs": {"r": {}}, "train_defaults": {"device": "cpu", "limit_eval_images": 7}}
+    amounts = {"limit_eval_images": 10}
+    out = rehearsal_params(params, {"data": {"source": "x"}, "train_defaults": amounts}, "0" * 32)
+    assert out["train_defaults"] == {"device": "cpu", "limit_eval_images": 10}
+
+
+def rehearsal_of_seeds(work: Path, recorded: list[str]) -> Path:
+    """A finished rehearsal whose run r has seeds 0 and 2 in params.yaml and ``recorded``
+    in its metrics.json."""
+    work.mkdir()
+    rehearsal_outputs(work, "0.1000")
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["runs"]["r"]["seeds"] = [0, 2]
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    seeds = {s: {"data_md5": "f" * 32} for s in recorded}
+    metrics = {"rehearsal": True, "data_md5": "f" * 32, "seeds": seeds}
+    path = work / "results/runs/r/metrics.json"
+    path.write_text(json.dumps(metrics))
+    return path
+
+
+def test_check_rehearsal_names_a_run_without_every_seed(tmp_path):
+    rehearsal_of_seeds(tmp_path / "a", ["2", "0"])
+    assert check_rehearsal(tmp_path / "a") == []
+    rehearsal_of_seeds(tmp_path / "b", ["2"])
+    assert check_rehearsal(tmp_path / "b") == ["r: metrics of seeds ['2']"]
+    path = rehearsal_of_seeds(tmp_path / "c", [])
+    path.write_text(json.dumps({"rehearsal": True, "data_md5": "f" * 32}))
+    assert check_rehearsal(tmp_path / "c") == ["r: metrics of seeds []"]
+
+
+def test_check_rehearsal_names_each_seed_that_records_other_data(tmp_path):
+    path = rehearsal_of_seeds(tmp_path / "a", ["0", "2"])
+    metrics = json.loads(path.read_text())
+    metrics["seeds"]["2"]["data_md5"] = "0d4372a7"
+    path.write_text(json.dumps(metrics))
+    assert check_rehearsal(tmp_path / "a") == [
+        f"r seed 2: records data md5 0d4372a7, the fetch stage verified {'f' * 32}"
+    ]
+
+
+def test_check_rehearsal_names_metrics_and_a_report_that_are_not_a_rehearsals(tmp_path):
+    rehearsal_outputs(tmp_path, "0.1000")
+    path = tmp_path / "results/runs/r/metrics.json"
+    path.write_text(json.dumps({"data_md5": "f" * 32}))
+    report = tmp_path / "results/report/report.md"
+    report.write_text(report.read_text().replace(": REHEARSAL", ""))
+    certificate = tmp_path / "results/certificate.json"
+    certificate.write_text(certificate.read_text().replace("REHEARSAL", "rehearsal"))
+    assert check_rehearsal(tmp_path) == [
+        "r: metrics.json is not marked as a rehearsal",
+        "certificate.json's first line",
+        "report.md's first line does not say REHEARSAL",
+    ]
+
+
+def test_check_rehearsal_names_a_report_without_cells_and_a_missing_report(tmp_path):
+    rehearsal_outputs(tmp_path, "0.1000")
+    report = tmp_path / "results/report/report.md"
+    report.write_text("# Reproduction report: REHEARSAL\n\nno table\n")
+    assert check_rehearsal(tmp_path) == ["report.md has no table cells"]
+    (tmp_path / "results/runs/r/metrics.json").unlink()
+    report.unlink()
+    assert check_rehearsal(tmp_path) == ["r: no metrics.json", "no results/report/report.md"]
