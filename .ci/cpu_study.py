@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from resnet_repro.kernels import PORTABLE_NAME, portable_env
-from resnet_repro.study import prepare_cpu_workdir, repro_in_clone, run_cpu_pipeline
+from resnet_repro.study_clone import prepare_cpu_workdir, repro_in_clone, run_cpu_pipeline
 
 COMMAND = "python .ci/cpu_study.py"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from resnet_repro.kernels import portable_env
-from resnet_repro.study import clone, prepare_cpu_workdir
+from resnet_repro.study_clone import clone, prepare_cpu_workdir
 
 SEED_RUNS = ("seed-v1-n1", "seed-v2-n1")
 # Each variant's overrides, per run; {} is the committed grid. The CPU grid's seed-v2-n1 takes

@@ -228,7 +228,7 @@ def workdir_problem(folder: Path) -> ValueError | None:
 
 
 def run_rehearse(args: argparse.Namespace) -> int:
-    from resnet_repro.study import run_rehearsal
+    from resnet_repro.study_clone import run_rehearsal
 
     if problem := workdir_problem(args.workdir):
         return fail(args, problem)
@@ -257,7 +257,7 @@ def run_rehearse(args: argparse.Namespace) -> int:
 
 def run_train_runs(args: argparse.Namespace) -> int:
     from resnet_repro.config import load_params
-    from resnet_repro.study import train_runs_concurrently
+    from resnet_repro.study_clone import train_runs_concurrently
 
     runs = args.runs or list(load_params(args.repo / "params.yaml")["runs"])
     status = train_runs_concurrently(args.repo, runs, jobs=args.jobs, devices=args.devices)

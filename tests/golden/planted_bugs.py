@@ -132,7 +132,7 @@ def main() -> int:
     from resnet_repro.config import load_params
     from resnet_repro.fetch import fetch_cifar10
     from resnet_repro.kernels import portable_env
-    from resnet_repro.study import clone, prepare_cpu_workdir
+    from resnet_repro.study_clone import clone, prepare_cpu_workdir
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from resnet_repro.kernels import portable_env
-from resnet_repro.study import clone, prepare_cpu_workdir, run_cpu_pipeline
+from resnet_repro.study_clone import clone, prepare_cpu_workdir, run_cpu_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -409,7 +409,7 @@ def test_the_orchestration_commands_run_without_torch(tmp_path):
         "import sys\n"
         "from resnet_repro.cli import main\n"
         f"assert [main(args) for args in {commands!r}] == [1, 1]\n"
-        "assert 'resnet_repro.study' in sys.modules\n"
+        "assert 'resnet_repro.study_clone' in sys.modules\n"
         "print('torch' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

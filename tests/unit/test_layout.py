@@ -22,7 +22,8 @@ LAYERS = [
     {"download"},  # bytes from a URL
     {"config", "fetch", "archive_writer"},  # settings; archives in and out
     {"kernels"},  # the process's CPU kernels
-    {"study"},  # the study run with git and dvc, without torch
+    {"study"},  # the study as params.yaml lays it out; the rehearsal's rules
+    {"study_clone"},  # the study run with git and dvc, without torch
     # arrays, state, the step's graph
     {
         "data",

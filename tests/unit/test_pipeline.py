@@ -174,7 +174,7 @@ def test_grid_run_with_unusable_eval_checkpoints_fails_before_training(tmp_path,
 
 def test_several_seeds_are_compared_with_the_several_seed_table(tmp_path):
     from resnet_repro.config import load_params
-    from resnet_repro.study import CPU_PARAMS, CPU_SEEDS_TABLE, prepare_cpu_workdir
+    from resnet_repro.study_clone import CPU_PARAMS, CPU_SEEDS_TABLE, prepare_cpu_workdir
 
     repo = Path(__file__).resolve().parents[2]
     (tmp_path / "pipeline").mkdir()
@@ -186,13 +186,13 @@ def test_several_seeds_are_compared_with_the_several_seed_table(tmp_path):
 
 
 def test_a_cpu_without_the_pinned_kernels_is_compared_over_five_seeds(monkeypatch, capsys):
-    from resnet_repro import study
+    from resnet_repro import study_clone
 
-    assert study.cpu_pipeline_seeds([3]) == [3]
-    monkeypatch.setattr(study, "can_pin", lambda: True)
-    assert study.cpu_pipeline_seeds(None) is None  # params-cpu.yaml's one seed, pinned table
-    monkeypatch.setattr(study, "can_pin", lambda: False)
-    assert study.cpu_pipeline_seeds(None) == [0, 1, 2, 3, 4]
+    assert study_clone.cpu_pipeline_seeds([3]) == [3]
+    monkeypatch.setattr(study_clone, "can_pin", lambda: True)
+    assert study_clone.cpu_pipeline_seeds(None) is None  # params-cpu.yaml's one seed, pinned table
+    monkeypatch.setattr(study_clone, "can_pin", lambda: False)
+    assert study_clone.cpu_pipeline_seeds(None) == [0, 1, 2, 3, 4]
     assert "cannot run the pinned table's kernels (AVX2)" in capsys.readouterr().out
 
 

@@ -336,6 +336,7 @@ def test_seeds_come_from_the_run_then_the_grid_then_zero():
     assert run_seeds({"runs": runs, "seeds": [5, 6]}, "p.yaml", "c") == [5, 6]
     assert run_seeds({"runs": runs, "seeds": [5, 6]}, "p.yaml", "a") == [3, 1]
     assert run_seeds({"runs": runs, "seeds": [5, 6]}) == [5, 6]
+    assert run_seeds({}) == [0]  # a grid without runs
 
 
 @pytest.mark.parametrize("seeds", [3, [], [1, True], [1, "2"], [1, 1]])
@@ -378,13 +379,13 @@ def test_the_override_keeps_the_grids_own_train_defaults():
     assert out["train_defaults"] == {"device": "cpu", "limit_eval_images": 10}
 
 
-def rehearsal_of_seeds(work: Path, recorded: list[str]) -> Path:
-    """A finished rehearsal whose run r has seeds 0 and 2 in params.yaml and ``recorded``
-    in its metrics.json."""
+def rehearsal_of_seeds(work: Path, recorded: list[str], seeds=(0, 2)) -> Path:
+    """A finished rehearsal whose run r has ``seeds`` in params.yaml and ``recorded`` in its
+    metrics.json."""
     work.mkdir()
     rehearsal_outputs(work, "0.1000")
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["runs"]["r"]["seeds"] = [0, 2]
+    params["runs"]["r"]["seeds"] = list(seeds)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     seeds = {s: {"data_md5": "f" * 32} for s in recorded}
     metrics = {"rehearsal": True, "data_md5": "f" * 32, "seeds": seeds}
@@ -401,6 +402,24 @@ def test_check_rehearsal_names_a_run_without_every_seed(tmp_path):
     path = rehearsal_of_seeds(tmp_path / "c", [])
     path.write_text(json.dumps({"rehearsal": True, "data_md5": "f" * 32}))
     assert check_rehearsal(tmp_path / "c") == ["r: metrics of seeds []"]
+    rehearsal_of_seeds(tmp_path / "d", ["10", "2"], seeds=(2, 10))
+    assert check_rehearsal(tmp_path / "d") == []
+    rehearsal_of_seeds(tmp_path / "e", ["0"], seeds=(0, 0))
+    with pytest.raises(ConfigError) as e:
+        check_rehearsal(tmp_path / "e")
+    assert str(e.value) == "params.yaml: run r: seeds must be a non-empty list of distinct integers"
+
+
+def test_check_rehearsal_goes_on_after_a_run_without_metrics(tmp_path):
+    rehearsal_outputs(tmp_path, "0.1000")
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["runs"] = {"a": {}, "r": {}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "results/runs/r/metrics.json").write_text(json.dumps({"data_md5": "f" * 32}))
+    assert check_rehearsal(tmp_path) == [
+        "a: no metrics.json",
+        "r: metrics.json is not marked as a rehearsal",
+    ]
 
 
 def test_check_rehearsal_names_each_seed_that_records_other_data(tmp_path):
