@@ -33,7 +33,15 @@ from pathlib import Path
 from resnet_repro import __version__
 from resnet_repro.checkpoint import CheckpointError
 from resnet_repro.cifar import DataError
-from resnet_repro.config import ConfigError, TrainConfig, flag
+from resnet_repro.config import (
+    ConfigError,
+    DataSettings,
+    NetworkSettings,
+    OptimizerSettings,
+    RunSettings,
+    TrainConfig,
+    flag,
+)
 from resnet_repro.golden import GoldenError
 from resnet_repro.recipes import DEFAULT_RECIPE, RECIPES
 from resnet_repro.run_folder import RunFolderError
@@ -49,44 +57,55 @@ def fail(args: argparse.Namespace, error: Exception) -> int:
     return 1
 
 
+# What a resume makes of a field of each role (config.ROLES), said in its --help.
+ROLE_NOTES = {
+    "architecture": "; a checkpoint fits only its value",
+    "length": "; --resume may change it unless the schedule depends on it",
+    "runtime": "; --resume may change it",
+    "experiment": "",
+}
+
+
 def config_option_help(f: dataclasses.Field) -> str:
-    """A field's help with its default: one value, or each recipe's for a recipe setting."""
+    """A field's help with its default (one value, or each recipe's for a recipe setting) and
+    what a resume makes of it."""
     if f.metadata["recipe"]:
         values = ", ".join(f"{name} {recipe[f.name]!r}" for name, recipe in RECIPES.items())
-        return f"{f.metadata['help']} (recipe: {values})"
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    return f"{f.metadata['help']} (default: {default!r})"
+        default = f"recipe: {values}"
+    else:
+        value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = f"default: {value!r}"
+    return f"{f.metadata['help']} ({default}{ROLE_NOTES[f.metadata['role']]})"
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One --option per TrainConfig field; None means 'not given' (recipe or file decides)."""
+    """One --option per TrainConfig field, in a group per section of the config; None means
+    'not given' (recipe or file decides)."""
     hints = typing.get_type_hints(TrainConfig)
-    # One group per field role (config.ROLES), in the order a reader decides them.
-    groups = {
-        role: parser.add_argument_group(title, "each overrides the recipe's value (or --config's)")
-        for role, title in (
-            ("architecture", "the network (a checkpoint fits only these)"),
-            ("experiment", "the experiment: data, optimizer, schedule, seed"),
-            ("length", "the run's length"),
-            ("runtime", "where and how it runs (a resume may change these)"),
+    for section, title in (
+        (NetworkSettings, "the network"),
+        (OptimizerSettings, "the optimizer, its schedule and the run's length"),
+        (DataSettings, "the data"),
+        (RunSettings, "the run: recipe, seed, device and kernels, checkpoints"),
+    ):
+        group = parser.add_argument_group(
+            title, "each overrides the recipe's value (or --config's)"
         )
-    }
-    for f in dataclasses.fields(TrainConfig):
-        group = groups[f.metadata["role"]]
-        hint, choices, text = hints[f.name], f.metadata["choices"], config_option_help(f)
-        # The network's version keeps its old spelling (--version) after the command.
-        flags = (flag(f.name), "--version") if f.name == "version" else (flag(f.name),)
-        if hint is bool:
-            group.add_argument(
-                *flags, action=argparse.BooleanOptionalAction, default=None, help=text
-            )
-        elif typing.get_origin(hint) is list:
-            group.add_argument(*flags, type=int, nargs="*", metavar="N", help=text)
-        else:
-            metavar = None if choices else f.name.upper()
-            group.add_argument(
-                *flags, dest=f.name, type=hint, choices=choices, metavar=metavar, help=text
-            )
+        for f in dataclasses.fields(section):
+            hint, choices, text = hints[f.name], f.metadata["choices"], config_option_help(f)
+            # The network's version keeps its old spelling (--version) after the command.
+            flags = (flag(f.name), "--version") if f.name == "version" else (flag(f.name),)
+            if hint is bool:
+                group.add_argument(
+                    *flags, action=argparse.BooleanOptionalAction, default=None, help=text
+                )
+            elif typing.get_origin(hint) is list:
+                group.add_argument(*flags, type=int, nargs="*", metavar="N", help=text)
+            else:
+                metavar = None if choices else f.name.upper()
+                group.add_argument(
+                    *flags, dest=f.name, type=hint, choices=choices, metavar=metavar, help=text
+                )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

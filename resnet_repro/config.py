@@ -2,8 +2,10 @@
 validation when made, and its (de)serialization.
 
 ``TrainConfig`` holds every hyper-parameter of a run in one place; the training engine reads
-nothing else. The recipes, named sets of field values applied before the user's overrides, are in
-``recipes.py``.
+nothing else. Its fields come in four sections (the network, the optimizer, the data, the run),
+each a dataclass it inherits, so that a function needing one section takes that alone while
+``config.yaml`` stays one flat mapping. The recipes, named sets of field values applied before
+the user's overrides, are in ``recipes.py``.
 """
 
 from __future__ import annotations
@@ -95,14 +97,10 @@ def within(value: float, bounds: str) -> bool:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of one training run; ``make_config`` fills it from a recipe.
+class NetworkSettings:
+    """The network's section: all ``build_model`` reads (its architecture fields decide which
+    checkpoints fit)."""
 
-    Settings marked by ``_recipe_setting`` are defined by each recipe in ``RECIPES``; the
-    dataclass defaults of those are the default recipe's (``paper``), taken from there.
-    """
-
-    # architecture
     version: int = _setting(
         1,
         "1: ResNet v1, standard post-activation blocks; 2: v2, pre-activation bottlenecks",
@@ -163,27 +161,25 @@ class TrainConfig:
         choices=("he", "pytorch"),
         role="architecture",
     )
-    bn_group_images: int = _recipe_setting(
-        "bn_group_images",
-        "training BN statistics over groups of this many images of each step, on any number "
-        "of GPUs (64: He et al.'s 128 images on two GPUs); 0: the whole batch of each process",
-        speed=True,
-        minimum=0,
-    )
-    # input
-    normalization: str = _recipe_setting(
-        "normalization",
-        "per_image: each image's per-channel standardization (the seed's); pixel_mean: the "
-        "training set's per-pixel mean subtracted (He et al.)",
-        choices=("per_image", "pixel_mean"),
-        speed=True,
-    )
-    # optimization
-    recipe: str = _setting(
-        DEFAULT_RECIPE,
-        "named preset the other settings start from",
-        choices=(*RECIPES, "custom"),
-    )
+
+    @property
+    def depth(self) -> int:
+        """The papers' depth: weighted layers on the main path."""
+        from resnet_repro.net import resnet_depth  # torch: not needed by --help and fetch
+
+        return resnet_depth(self.version, self.resnet_size)
+
+    @property
+    def shortcut(self) -> str:
+        """The shortcut the network uses: ``v1_shortcut`` for v1; v2's projection (B)."""
+        return self.v1_shortcut if self.version == 1 else "B"
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """The optimizer's section: the optimizer and its learning-rate schedule, the batch, and
+    how long the run trains."""
+
     epochs: int = _recipe_setting(
         "epochs", "epochs to train (max_iters may stop earlier)", role="length", minimum=1
     )
@@ -206,6 +202,13 @@ class TrainConfig:
     drop_last: bool = _recipe_setting(
         "drop_last",
         "drop each epoch's last, smaller batch (the seed's skeleton: num_samples // batch_size)",
+    )
+    bn_group_images: int = _recipe_setting(
+        "bn_group_images",
+        "training BN statistics over groups of this many images of each step, on any number "
+        "of GPUs (64: He et al.'s 128 images on two GPUs); 0: the whole batch of each process",
+        speed=True,
+        minimum=0,
     )
     optimizer: str = _recipe_setting("optimizer", "optimizer", choices=("sgd", "adam"))
     lr: float = _recipe_setting("lr", "base learning rate", bounds="(0, inf)")
@@ -238,7 +241,52 @@ class TrainConfig:
     label_smoothing: float = _recipe_setting(
         "label_smoothing", "cross-entropy label smoothing", bounds="[0, 1)"
     )
-    # randomness and hardware
+
+    @property
+    def last_epoch(self) -> int:
+        """The run's final epoch: ``epochs``, then ``continue_epochs`` on all training images."""
+        return self.epochs + self.continue_epochs
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """The data's section: where the images come from, how they are normalized and split."""
+
+    data: str = _setting(
+        "data", "CIFAR-10 archive, or a folder holding cifar-10-batches-py/", role="runtime"
+    )
+    cache_dir: str = _setting(
+        "",
+        "decoded-array cache folder ('': $RESNET_REPRO_CACHE, else the platform's user cache)",
+        role="runtime",
+    )
+    normalization: str = _recipe_setting(
+        "normalization",
+        "per_image: each image's per-channel standardization (the seed's); pixel_mean: the "
+        "training set's per-pixel mean subtracted (He et al.)",
+        choices=("per_image", "pixel_mean"),
+        speed=True,
+    )
+    split_index: int = _recipe_setting(
+        "split_index",
+        "the first split_index training images train, the rest validate (50000: all train)",
+    )
+    valid_fraction: float = _setting(
+        0.0,
+        "> 0: keep this share of the training images for validation instead",
+        bounds="[0, 1)",
+    )
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The run's section: its recipe and seed, where and how it runs, what it keeps."""
+
+    recipe: str = _setting(
+        DEFAULT_RECIPE,
+        "named preset the other settings start from",
+        choices=(*RECIPES, "custom"),
+    )
     seed: int = _setting(0, "decides every random draw of the run (init, order, augmentation)")
     device: str = _setting(
         "auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps", role="runtime"
@@ -267,24 +315,6 @@ class TrainConfig:
     )
     deterministic: bool = _setting(False, "deterministic kernels (bitwise repeatable on a GPU)")
     sync_bn: bool = _setting(False, "SyncBatchNorm across torchrun ranks (CUDA only)")
-    # data and outputs
-    data: str = _setting(
-        "data", "CIFAR-10 archive, or a folder holding cifar-10-batches-py/", role="runtime"
-    )
-    cache_dir: str = _setting(
-        "",
-        "decoded-array cache folder ('': $RESNET_REPRO_CACHE, else the platform's user cache)",
-        role="runtime",
-    )
-    split_index: int = _recipe_setting(
-        "split_index",
-        "the first split_index training images train, the rest validate (50000: all train)",
-    )
-    valid_fraction: float = _setting(
-        0.0,
-        "> 0: keep this share of the training images for validation instead",
-        bounds="[0, 1)",
-    )
     checkpoint_every: int = _recipe_setting(
         "checkpoint_every", "epochs between model-N.ckpt", role="runtime", minimum=1
     )
@@ -299,6 +329,21 @@ class TrainConfig:
     limit_eval_images: int = _setting(
         0, "rehearsal: evaluate on the first this many images of each split (0: all)", minimum=0
     )
+
+    @property
+    def is_rehearsal(self) -> bool:
+        """Whether amounts were shrunk for a rehearsal: its accuracies mean nothing."""
+        return self.limit_train_batches > 0 or self.limit_eval_images > 0
+
+
+@dataclass(frozen=True)
+class TrainConfig(RunSettings, DataSettings, OptimizerSettings, NetworkSettings):
+    """Every setting of one training run, in four sections (a function that needs one section
+    takes it: ``build_model`` the network's, ``make_optimizer`` the optimizer's); its fields are
+    the sections' in the order network, optimizer, data, run. ``make_config`` fills it from a
+    recipe. Settings marked by ``_recipe_setting`` are defined by each recipe in ``RECIPES``;
+    the dataclass defaults of those are the default recipe's (``paper``), taken from there.
+    """
 
     def __post_init__(self) -> None:
         # Valid once made: a config is changed only through dataclasses.replace, which
@@ -356,32 +401,10 @@ class TrainConfig:
             )
         return self
 
-    @property
-    def depth(self) -> int:
-        """The papers' depth: weighted layers on the main path."""
-        from resnet_repro.net import resnet_depth  # torch: not needed by --help and fetch
-
-        return resnet_depth(self.version, self.resnet_size)
-
     def architecture_fields(self) -> tuple[str, ...]:
         """The architecture fields that shape this config's network (v1 has no bottleneck)."""
         other = V2_ONLY_FIELDS if self.version == 1 else V1_ONLY_FIELDS
         return tuple(k for k in fields_with_role("architecture") if k not in other)
-
-    @property
-    def last_epoch(self) -> int:
-        """The run's final epoch: ``epochs``, then ``continue_epochs`` on all training images."""
-        return self.epochs + self.continue_epochs
-
-    @property
-    def is_rehearsal(self) -> bool:
-        """Whether amounts were shrunk for a rehearsal: its accuracies mean nothing."""
-        return self.limit_train_batches > 0 or self.limit_eval_images > 0
-
-    @property
-    def shortcut(self) -> str:
-        """The shortcut the network uses: ``v1_shortcut`` for v1; v2's projection (B)."""
-        return self.v1_shortcut if self.version == 1 else "B"
 
     @property
     def warms_up(self) -> bool:

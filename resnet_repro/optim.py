@@ -1,7 +1,8 @@
 """The optimizer a run trains with, and how each step's learning rate reaches it.
 
-``make_optimizer`` is the factory (SGD or Adam from the config; fused, and for Adam capturable,
-when the step is captured as a CUDA graph; Adam fused on the CPU, for its square root).
+``make_optimizer`` is the factory (SGD or Adam from the config's optimizer section; fused, and
+for Adam capturable, when the step is captured as a CUDA graph; Adam fused on the CPU, for its
+square root).
 ``set_lr`` writes a step's learning rate (``schedule.get_lr``) into every parameter group
 before the step, as nanoGPT's loop does:
 the rate is a function of the step, so nothing but the step count needs saving, and a graph
@@ -15,37 +16,45 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from resnet_repro.config import TrainConfig
+from resnet_repro.config import OptimizerSettings
 
 
-def optimizer_flags(config: TrainConfig, device: torch.device) -> dict[str, bool | None]:
-    """A captured step needs an optimizer whose whole update runs on the device: the fused
-    kernels (and, for Adam, its step counter on the device). On the CPU, Adam is fused too:
-    its unfused update takes ``torch.sqrt``, which MKL computes to within one ulp only, and
-    differently on Intel and AMD CPUs (docs/measurements.md); the fused kernel's square root
-    is exact, so a pinned CPU run gives the same bits on both. Otherwise torch's defaults."""
-    graph = config.cuda_graph
-    fused = graph or (config.optimizer == "adam" and device.type == "cpu")
+def optimizer_flags(
+    optimizer: str, device: torch.device, *, captured: bool
+) -> dict[str, bool | None]:
+    """A step ``captured`` as a CUDA graph needs an optimizer whose whole update runs on the
+    device: the fused kernels (and, for Adam, its step counter on the device). On the CPU, Adam
+    is fused too: its unfused update takes ``torch.sqrt``, which MKL computes to within one ulp
+    only, and differently on Intel and AMD CPUs (docs/measurements.md); the fused kernel's
+    square root is exact, so a pinned CPU run gives the same bits on both. Otherwise torch's
+    defaults."""
+    fused = captured or (optimizer == "adam" and device.type == "cpu")
     flags: dict[str, bool | None] = {"fused": True if fused else None}
-    if config.optimizer == "adam":
-        flags["capturable"] = graph
+    if optimizer == "adam":
+        flags["capturable"] = captured
     return flags
 
 
 def make_optimizer(
-    config: TrainConfig, parameters: Iterable[nn.Parameter], device: torch.device
+    settings: OptimizerSettings,
+    parameters: Iterable[nn.Parameter],
+    device: torch.device,
+    *,
+    captured: bool = False,
 ) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov) or Adam, with the config's learning rate and weight decay, for
-    parameters on ``device``."""
-    flags = optimizer_flags(config, device)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, **flags)
+    """SGD (momentum, Nesterov) or Adam, with the section's learning rate and weight decay, for
+    parameters on ``device``; ``captured`` when its steps are replayed as a CUDA graph."""
+    flags = optimizer_flags(settings.optimizer, device, captured=captured)
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(
+            parameters, lr=settings.lr, weight_decay=settings.weight_decay, **flags
+        )
     return torch.optim.SGD(
         parameters,
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov,
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+        nesterov=settings.nesterov,
         **flags,
     )
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from resnet_repro.config import ConfigError, TrainConfig
+from resnet_repro.config import ConfigError, NetworkSettings
 from resnet_repro.kernels import apply_pin
 from resnet_repro.net import ResNet
 
@@ -106,21 +106,21 @@ class CompiledForBatch(nn.Module):
         return self.module(x)
 
 
-def build_model(config: TrainConfig, *, generator: torch.Generator | None = None) -> ResNet:
-    """The network ``config`` describes, initialized from ``generator`` (on the CPU). In a
+def build_model(network: NetworkSettings, *, generator: torch.Generator | None = None) -> ResNet:
+    """The network its section describes, initialized from ``generator`` (on the CPU). In a
     process pinned to portable CPU kernels (kernels.py), the pin's torch flags are set first:
     training and evaluation both build their network before running it."""
     apply_pin()
     return ResNet(
-        config.version,
-        config.resnet_size,
-        num_classes=config.num_classes,
-        first_num_filters=config.first_num_filters,
-        bn_momentum=config.bn_momentum,
-        start_output_bn_momentum=config.start_output_bn_momentum,
-        shortcut=config.shortcut,
-        bottleneck_stride=config.bottleneck_stride,
-        v2_projection_bn=config.v2_projection_bn,
-        init=config.init,
+        network.version,
+        network.resnet_size,
+        num_classes=network.num_classes,
+        first_num_filters=network.first_num_filters,
+        bn_momentum=network.bn_momentum,
+        start_output_bn_momentum=network.start_output_bn_momentum,
+        shortcut=network.shortcut,
+        bottleneck_stride=network.bottleneck_stride,
+        v2_projection_bn=network.v2_projection_bn,
+        init=network.init,
         generator=generator,
     )

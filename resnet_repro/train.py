@@ -189,7 +189,9 @@ class Trainer:
             config, self.device, self.dist, self.loader.geometry
         )
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.optimizer = make_optimizer(config, self.model.parameters(), self.device)
+        self.optimizer = make_optimizer(
+            config, self.model.parameters(), self.device, captured=config.cuda_graph
+        )
         if config.cuda_graph:
             hold_lr_in_tensors(self.optimizer, self.device)
         # The code this process imported: hashed once, recorded in every checkpoint.
@@ -421,7 +423,8 @@ def restore(trainer: Trainer, point: ResumePoint, *, allow_changes: bool = False
         # This run's optimizer flags and a float lr, whichever run wrote the checkpoint
         # (torch takes both from the saved groups).
         for group in optimizer["param_groups"]:
-            group.update(optimizer_flags(config, trainer.device), lr=float(group["lr"]))
+            flags = optimizer_flags(config.optimizer, trainer.device, captured=config.cuda_graph)
+            group.update(flags, lr=float(group["lr"]))
         trainer.optimizer.load_state_dict(optimizer)
         if config.cuda_graph:
             hold_lr_in_tensors(trainer.optimizer, trainer.device)

@@ -51,20 +51,25 @@ def test_train_help_documents_every_option_with_default_and_choices(capsys):
     assert "recipe: seed 200, paper 164, fast 40, paper-valid 182" in text  # --epochs
     assert "(default: 0)" in text  # --seed
     assert "--allow-changes" in text
-    # In groups by role: the network's options, then the experiment's, the length, where.
+    # In groups by section of the config: the network, the optimizer, the data, the run.
     sections = [
-        "the network (a checkpoint fits only these):",
-        "the experiment: data, optimizer, schedule, seed:",
-        "the run's length:",
-        "where and how it runs (a resume may change these):",
+        "the network:",
+        "the optimizer, its schedule and the run's length:",
+        "the data:",
+        "the run: recipe, seed, device and kernels, checkpoints:",
     ]
     starts = [text.index(title) for title in sections]
     assert starts == sorted(starts)
-    network, experiment, length, where = (
+    network, optimizer, data, run = (
         text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)
     )
-    assert "--resnet-size" in network and "--resnet-size" not in experiment
-    assert "--lr" in experiment and "--epochs" in length and "--device" in where
+    assert "--resnet-size" in network and "--resnet-size" not in optimizer
+    assert "--lr" in optimizer and "--epochs" in optimizer and "--split-index" in data
+    assert "--device" in run and "--recipe" in run
+    # Each option says what a resume makes of it.
+    assert "paper-valid 'A'; a checkpoint fits only its value)" in network  # --v1-shortcut
+    assert "(default: 'auto'; --resume may change it)" in run  # --device
+    assert "unless the schedule depends on it)" in optimizer  # --epochs
 
 
 def test_program_version_does_not_swallow_the_architecture_flag(capsys):

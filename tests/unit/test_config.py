@@ -365,3 +365,87 @@ def test_a_params_file_is_a_mapping_with_runs(tmp_path):
         load_params(path)
     with pytest.raises(ConfigError, match=r"none.yaml: cannot read params: "):
         load_params(tmp_path / "none.yaml")
+
+
+# config.yaml as the code before the config's sections wrote it (at c5c46e9: fields in another
+# order), with the config_hash that code computed for it.
+CONFIG_BEFORE_SECTIONS = """\
+version: 2
+resnet_size: 8
+num_classes: 10
+first_num_filters: 16
+v1_shortcut: B
+bn_momentum: 0.1
+start_output_bn_momentum: 0.997
+v2_projection_bn: true
+bottleneck_stride: 3x3
+init: pytorch
+bn_group_images: 0
+normalization: per_image
+recipe: seed
+epochs: 200
+continue_epochs: 10
+max_iters: 0
+batch_size: 128
+drop_last: true
+optimizer: adam
+lr: 0.001
+momentum: 0.9
+weight_decay: 0.0
+nesterov: false
+schedule: constant
+milestones: []
+lr_decay: 0.1
+warmup_iters: 0
+warmup_lr: 0.01
+warmup_min_depth: 0
+label_smoothing: 0.0
+seed: 3
+device: auto
+precision: fp32
+channels_last: false
+compile: false
+compile_mode: default
+cuda_graph: false
+deterministic: false
+sync_bn: false
+data: data
+cache_dir: ''
+split_index: 45000
+valid_fraction: 0.0
+checkpoint_every: 10
+eval_batch_size: 1000
+limit_train_batches: 0
+limit_eval_images: 0
+"""
+HASH_BEFORE_SECTIONS = "3f486a0d1b90b420f58fe428ab18c3e9fcdd5b36bce6696f8a791891426ce195"
+
+
+def test_a_config_written_before_the_sections_loads_with_its_hash(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG_BEFORE_SECTIONS)
+    config = TrainConfig.load(path)
+    assert config == make_config("seed", version=2, resnet_size=8, seed=3)
+    assert config.config_hash() == HASH_BEFORE_SECTIONS
+    config.save(path)
+    assert TrainConfig.load(path).config_hash() == HASH_BEFORE_SECTIONS
+
+
+def test_each_section_holds_what_its_consumer_reads():
+    """build_model reads the network's section alone, make_optimizer the optimizer's: each
+    works on a bare section, and the sections partition the config's fields."""
+    from resnet_repro.config import DataSettings, NetworkSettings, OptimizerSettings, RunSettings
+    from resnet_repro.optim import make_optimizer
+    from resnet_repro.runtime import build_model
+
+    sections = (NetworkSettings, OptimizerSettings, DataSettings, RunSettings)
+    names = [f.name for s in sections for f in dataclasses.fields(s)]
+    assert names == [f.name for f in dataclasses.fields(TrainConfig)]
+    network = build_model(NetworkSettings(version=2, resnet_size=1))
+    assert network.version == 2
+    import torch
+
+    optimizer = make_optimizer(
+        OptimizerSettings(optimizer="sgd", lr=0.5), network.parameters(), torch.device("cpu")
+    )
+    assert type(optimizer) is torch.optim.SGD and optimizer.param_groups[0]["lr"] == 0.5

@@ -22,7 +22,7 @@ from resnet_repro.checkpoint import (
     weights_digest,
 )
 from resnet_repro.cifar import DataError
-from resnet_repro.config import ConfigError, TrainConfig, make_config
+from resnet_repro.config import ConfigError, OptimizerSettings, TrainConfig, make_config
 from resnet_repro.data import load_splits
 from resnet_repro.evaluate import evaluate_run
 from resnet_repro.optim import make_optimizer
@@ -565,10 +565,9 @@ def test_values_that_would_train_nothing_or_garbage_are_refused(
 def test_adam_on_the_cpu_takes_the_exact_square_root():
     # The unfused update's torch.sqrt is off by one ulp for about a fifth of its inputs on
     # some CPUs, differently by vendor; the pinned CPU table needs the exact root.
-    config = make_config("seed", resnet_size=1, device="cpu")
     grad = torch.rand(100_000, generator=torch.Generator().manual_seed(0)) * 1e-2 + 1e-3
     param = torch.zeros_like(grad, requires_grad=True)
-    optimizer = make_optimizer(config, [param], torch.device("cpu"))
+    optimizer = make_optimizer(OptimizerSettings(optimizer="adam"), [param], torch.device("cpu"))
     optimizer.param_groups[0].update(lr=1.0, betas=(0.0, 0.7), eps=0.0)
     param.grad = grad.clone()
     optimizer.step()
