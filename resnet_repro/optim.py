@@ -43,20 +43,25 @@ def make_optimizer(
     captured: bool = False,
 ) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov) or Adam, with the section's learning rate and weight decay, for
-    parameters on ``device``; ``captured`` when its steps are replayed as a CUDA graph."""
+    parameters on ``device``; ``captured`` when its steps are replayed as a CUDA graph (its
+    learning rates then device tensors, ``hold_lr_in_tensors``)."""
     flags = optimizer_flags(settings.optimizer, device, captured=captured)
     if settings.optimizer == "adam":
-        return torch.optim.Adam(
+        optimizer = torch.optim.Adam(
             parameters, lr=settings.lr, weight_decay=settings.weight_decay, **flags
         )
-    return torch.optim.SGD(
-        parameters,
-        lr=settings.lr,
-        momentum=settings.momentum,
-        weight_decay=settings.weight_decay,
-        nesterov=settings.nesterov,
-        **flags,
-    )
+    else:
+        optimizer = torch.optim.SGD(
+            parameters,
+            lr=settings.lr,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+            nesterov=settings.nesterov,
+            **flags,
+        )
+    if captured:
+        hold_lr_in_tensors(optimizer, device)
+    return optimizer
 
 
 def hold_lr_in_tensors(optimizer: torch.optim.Optimizer, device: torch.device) -> None:

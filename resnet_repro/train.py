@@ -192,8 +192,6 @@ class Trainer:
         self.optimizer = make_optimizer(
             config, self.model.parameters(), self.device, captured=config.cuda_graph
         )
-        if config.cuda_graph:
-            hold_lr_in_tensors(self.optimizer, self.device)
         # The code this process imported: hashed once, recorded in every checkpoint.
         self.code_digest = code_digest()
         self.total_steps = total_steps(

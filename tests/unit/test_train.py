@@ -25,7 +25,7 @@ from resnet_repro.cifar import DataError
 from resnet_repro.config import ConfigError, OptimizerSettings, TrainConfig, make_config
 from resnet_repro.data import load_splits
 from resnet_repro.evaluate import evaluate_run
-from resnet_repro.optim import make_optimizer
+from resnet_repro.optim import make_optimizer, set_lr
 from resnet_repro.schedule import lr_factor, steps_per_epoch
 from resnet_repro.train import Trainer, TrainingError, TrainingInterrupted, train
 
@@ -574,3 +574,22 @@ def test_adam_on_the_cpu_takes_the_exact_square_root():
     second_moment = (np.float32(0.3) * grad.numpy() * grad.numpy()).astype(np.float32)
     denom = (np.sqrt(second_moment) / np.float32(math.sqrt(0.3))).astype(np.float32)
     np.testing.assert_array_equal(param.detach().numpy(), -(grad.numpy() / denom))
+
+
+def test_a_captured_optimizer_is_fused_and_reads_its_rate_from_a_tensor():
+    """What a CUDA graph of the step needs, made the same way on the CPU: fused kernels, Adam's
+    step counter on the device, and each group's learning rate a tensor set_lr fills."""
+    for name in ("sgd", "adam"):
+        param = torch.nn.Parameter(torch.zeros(3))
+        settings = OptimizerSettings(optimizer=name, lr=0.25)
+        optimizer = make_optimizer(settings, [param], torch.device("cpu"), captured=True)
+        lr = optimizer.param_groups[0]["lr"]
+        assert isinstance(lr, torch.Tensor) and lr.item() == 0.25
+        assert optimizer.defaults["fused"] is True
+        assert optimizer.defaults.get("capturable", True) is True
+        set_lr(optimizer, 0.5)
+        assert optimizer.param_groups[0]["lr"] is lr and lr.item() == 0.5
+        plain = make_optimizer(settings, [param], torch.device("cpu"))
+        assert plain.param_groups[0]["lr"] == 0.25 and not torch.is_tensor(
+            plain.param_groups[0]["lr"]
+        )
