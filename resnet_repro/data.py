@@ -374,10 +374,10 @@ def _write_source(cache: Path, fingerprint: list, source_md5: str, content: str)
     record = {"fingerprint": fingerprint, "source_md5": source_md5, "content": content}
     path = _source_record(cache, fingerprint)
     try:
-        path.parent.mkdir(exist_ok=True)  # in the cache folder the arrays' write made
+        path.parent.mkdir(exist_ok=True)  # inside the cache folder _write_content made
         write_bytes_atomic(path, json.dumps(record).encode())
     except OSError:
-        pass  # _write_arrays has warned already, or the arrays are cached: a re-read next time
+        pass  # _write_content has warned already, or the arrays are cached: a re-read next time
 
 
 def train_valid_split(
