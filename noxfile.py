@@ -23,10 +23,12 @@ TIERS = ("tests/unit", "tests/properties", "tests/golden")
 def test_env(session: nox.Session, *, passive: bool = False) -> None:
     session.env.setdefault("HYPOTHESIS_PROFILE", "ci")
     if passive:
-        # Idle OpenMP threads sleep instead of spinning: on two busy cores a spinning thread
-        # takes the core another process needs (measured: 4.4x slower beside two busy
-        # processes, 1.5x with this; 1.3x slower on an idle machine, so the sessions CI runs
-        # alone keep the default). It changes no result: the thread count stays.
+        # One thread per process, as the tests' tiny networks gain little from a second: beside
+        # two busy processes a two-thread step waits at every barrier for the thread that the
+        # scheduler has paused. The pinned runs keep their two threads (kernels.PORTABLE_ENV)
+        # and sleep instead of spinning while they wait. Measurements: docs/measurements.md.
+        session.env.setdefault("OMP_NUM_THREADS", "1")
+        session.env.setdefault("MKL_NUM_THREADS", "1")
         session.env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
