@@ -19,8 +19,6 @@ from resnet_repro.golden import REHEARSAL_NOTE
 from resnet_repro.net import resnet_depth
 from resnet_repro.recipes import DEFAULT_RECIPE
 
-# He et al. 2015 (v1) and 2016 (pre-activation, v2) CIFAR-10 test accuracy by depth.
-
 
 def paper_points(
     comparison: dict[str, Any], runs: dict[str, dict[str, Any]], version: int
