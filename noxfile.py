@@ -20,16 +20,15 @@ def install(session: nox.Session, extras: str) -> None:
 TIERS = ("tests/unit", "tests/properties", "tests/golden")
 
 
-def test_env(session: nox.Session, *, passive: bool = False) -> None:
+def test_env(session: nox.Session, *, one_thread: bool = False) -> None:
     session.env.setdefault("HYPOTHESIS_PROFILE", "ci")
-    if passive:
-        # One thread per process, as the tests' tiny networks gain little from a second: beside
-        # two busy processes a two-thread step waits at every barrier for the thread that the
-        # scheduler has paused. The pinned runs keep their two threads (kernels.PORTABLE_ENV)
-        # and sleep instead of spinning while they wait. Measurements: docs/measurements.md.
+    if one_thread:
+        # The tests' tiny networks gain nothing from a second thread on an idle machine, and
+        # beside two busy processes a two-thread step waits at every barrier for whichever
+        # thread the scheduler has paused (docs/measurements.md). The runs that need the pin's
+        # two threads are in `nox -s large`, which CI runs alone.
         session.env.setdefault("OMP_NUM_THREADS", "1")
         session.env.setdefault("MKL_NUM_THREADS", "1")
-        session.env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @nox.session
@@ -39,7 +38,7 @@ def tests(session: nox.Session) -> None:
     large runs in `nox -s large`, the rehearsal in `nox -s rehearsal` (.ci/run runs all three).
     """
     install(session, "test,bench,pipeline")
-    test_env(session, passive=True)
+    test_env(session, one_thread=True)
     session.run(
         "pytest", *TIERS, "-m", "not rehearsal and not large", "--durations=15", *session.posargs
     )

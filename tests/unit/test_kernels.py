@@ -52,7 +52,7 @@ def train(archive, env, recipe="paper", version="1"):
 
 def without_pin(**extra):
     """This process's environment without the pin's kernel settings; the thread count stays the
-    session's (nox -s tests: one), since what differs without the pin is the kernels."""
+    session's, since what differs without the pin is the kernels."""
     import os
 
     pin = PORTABLE_ENV.keys() - {"OMP_NUM_THREADS", "MKL_NUM_THREADS"}
@@ -60,7 +60,10 @@ def without_pin(**extra):
     return {**env, **extra}
 
 
-@pytest.mark.slow
+# Large: its pinned runs take the pin's two threads, which slow down more than one beside busy
+# processes (nox -s tests runs one thread per process); it runs beside the CPU-scale study
+# the pin serves.
+@pytest.mark.large
 @pytest.mark.skipif(
     torch.backends.cpu.get_cpu_capability() != "AVX512",
     reason="needs an AVX-512 CPU to compare with the AVX2 kernels",
