@@ -420,8 +420,8 @@ def restore(trainer: Trainer, point: ResumePoint, *, allow_changes: bool = False
         optimizer = state["optimizer"]
         # This run's optimizer flags and a float lr, whichever run wrote the checkpoint
         # (torch takes both from the saved groups).
+        flags = optimizer_flags(config.optimizer, trainer.device, captured=config.cuda_graph)
         for group in optimizer["param_groups"]:
-            flags = optimizer_flags(config.optimizer, trainer.device, captured=config.cuda_graph)
             group.update(flags, lr=float(group["lr"]))
         trainer.optimizer.load_state_dict(optimizer)
         if config.cuda_graph:
